@@ -1,0 +1,363 @@
+"""Training: the diffusion objective and one loop shared by every model ddlib trains.
+
+The seed report's recipe is the default: AdamW (lr 1e-4, weight decay 1e-4), batch 128, t uniform
+on {0, …, T-1}, and the "simple" loss ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖² (DDPM eq. 14). Around it,
+what the reference implementations all have: linear learning-rate warmup, gradient-norm clipping,
+an exponential moving average (EMA) of the weights used for sampling and evaluation, bf16 autocast
+on GPU, atomic checkpoints every N steps and at the end, exact resume, a JSONL log and a progress bar.
+
+Reproducibility: step k draws everything random (batch flip, t, ε, dropout, label drop) after
+seeding with (seed, k), and the data order of epoch e is a permutation seeded with (seed, e). A run
+killed after checkpoint k and resumed therefore repeats exactly what the uninterrupted run did: on
+CPU the final weights are bit-identical (tested). The caller's global RNG is left as it was.
+
+Files in a run folder: ``config.json`` (the resolved config), ``checkpoint.pt`` (latest state),
+``log.jsonl`` (one line per ``log_every`` steps: step, loss, lr, images/s), and ``eval.jsonl`` when
+an evaluator (e.g. FID during training) is given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ddlib.checkpoint import check_config, load_checkpoint, save_checkpoint
+from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
+from ddlib.errors import DDLibError
+from ddlib.guidance import drop_labels
+from ddlib.schedules import NoiseSchedule, make_schedule
+from ddlib.unet import UNet, UNetConfig, preset_config
+
+CHECKPOINT = "checkpoint.pt"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a diffusion training run. Saved as ``config.json`` beside its outputs."""
+
+    dataset: str = "cifar10:train"  # a ddlib.data spec
+    data_limit: int | None = None  # use only the first N images (smoke runs)
+    preset: str = "small"  # ddlib.unet.PRESETS
+    unet: dict = field(default_factory=dict)  # UNetConfig overrides, e.g. {"dropout": 0.0}
+    class_conditional: bool = False
+    p_uncond: float = 0.1  # classifier-free guidance label dropout (class-conditional only)
+    schedule: str = "linear"
+    schedule_params: dict = field(default_factory=dict)  # e.g. {"beta_start": 2e-4}
+    num_train_timesteps: int = 1000
+    steps: int = 10_000
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    hflip: bool = True
+    seed: int = 0
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
+    checkpoint_every: int = 1000
+    log_every: int = 50
+
+    # fields that may change between a run and its resumption (they do not change the trajectory)
+    RESUMABLE = ("steps", "checkpoint_every", "log_every")
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise DDLibError(f"steps and batch_size must be >= 1, got steps={self.steps}, batch_size={self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise DDLibError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if not 0 <= self.ema_decay < 1:
+            raise DDLibError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise DDLibError("lr must be > 0, warmup_steps >= 0 and grad_clip >= 0 (0 disables clipping)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def identity(self) -> dict:
+        """The fields a checkpoint must match to be resumed or loaded under this config."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise DDLibError(f"unknown training option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def make_schedule(self) -> NoiseSchedule:
+        return make_schedule(self.schedule, self.num_train_timesteps, **self.schedule_params)
+
+    def make_model(self, data: ImageSet) -> UNet:
+        overrides = {"image_size": data.image_size, "in_channels": data.channels, **self.unet}
+        if self.class_conditional:
+            overrides["num_classes"] = data.num_classes
+        return UNet(preset_config(self.preset, **overrides))
+
+
+# --------------------------------------------------------------------------------------------------
+# pieces of the loop
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DDLibError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA under "auto"/"bf16"; fp32 (no autocast) otherwise."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A distinct 63-bit seed for (run seed, step)."""
+    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear learning-rate warmup from 1/warmup to 1 over ``warmup_steps`` steps, then constant."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA decay with the usual warmup min(decay, (1 + k)/(10 + k)), so short runs still average."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """θ_ema ← decay · θ_ema + (1 − decay) · θ, with one fused ``_foreach`` op over all tensors."""
+    ema_p = [p for p in ema.parameters()]
+    model_p = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_p, model_p, 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Indices of the batch at ``step``: epochs are seeded permutations, the last partial batch dropped."""
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise DDLibError(f"batch_size {batch_size} is larger than the data set ({n} images); lower --batch-size")
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(step_seed(seed, -1 - epoch))
+    return torch.randperm(n, generator=g)[k * batch_size : (k + 1) * batch_size]
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The records of a JSONL log (``log.jsonl`` or ``eval.jsonl``); [] if it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop records past ``step``: a killed run may have logged steps its checkpoint does not hold."""
+    if path.exists():
+        kept = [r for r in read_log(path) if r["step"] <= step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the raw weights
+    ema: nn.Module  # the EMA weights (use these for sampling)
+    step: int
+    out_dir: Path
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    data: ImageSet,
+    cfg,
+    identity: dict,
+    out_dir: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    resume: bool = True,
+    progress: bool = True,
+    evaluator: Callable[[nn.Module, int], dict] | None = None,
+    eval_every: int = 0,
+    extra_state: dict | None = None,
+) -> TrainResult:
+    """Optimise ``loss_fn(model, x, y)`` over batches of ``data``; shared by the UNet and the VAE.
+
+    ``cfg`` supplies steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, ema_decay, hflip,
+    seed, precision, checkpoint_every and log_every; ``identity`` is what a checkpoint must match.
+    x arrives in [-1, 1] (float32, flipped if ``cfg.hflip``), y as int64 labels.
+    ``evaluator(ema_model, step) -> dict`` runs every ``eval_every`` steps (and at the end) and
+    its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
+    config needed to rebuild the network).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(device)
+    model = model.to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: warmup_factor(k, cfg.warmup_steps))
+    amp = autocast_dtype(cfg.precision, device)
+
+    ckpt_path, log_path, eval_path = out_dir / CHECKPOINT, out_dir / "log.jsonl", out_dir / "eval.jsonl"
+    step = 0
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        check_config(state, identity, ckpt_path)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        for p in (log_path, eval_path):
+            _truncate_log(p, step)
+    else:
+        for p in (log_path, eval_path):
+            p.unlink(missing_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def checkpoint(k: int) -> None:
+        save_checkpoint(
+            {"step": k, "config": identity, "run_config": cfg.to_dict(), "model": model.state_dict(),
+             "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             **(extra_state or {})},
+            ckpt_path,
+        )
+
+    def evaluate(k: int) -> None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            record = {"step": k, **evaluator(ema, k)}
+        with eval_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    images = data.images.to(device)  # uint8 stays uint8 on the device; converted per batch
+    labels = data.labels.to(device)
+    model.train()
+    loss_sum, loss_count, t_last, step_last = torch.zeros((), device=device), 0, time.perf_counter(), step
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        while step < cfg.steps:
+            torch.manual_seed(step_seed(cfg.seed, step))
+            idx = batch_indices(len(images), cfg.batch_size, step, cfg.seed).to(device)
+            x = to_model_range(images[idx])  # (B, C, H, W) in [-1, 1]
+            if cfg.hflip:
+                x = random_hflip(x)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = loss_fn(model, x, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
+            loss_sum += loss.detach().float()
+            loss_count += 1
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                mean_loss = (loss_sum / loss_count).item()  # the only host sync, once per log interval
+                if not math.isfinite(mean_loss):
+                    raise DDLibError(f"loss became {mean_loss} at step {step}; lower --lr or enable --grad-clip")
+                now = time.perf_counter()
+                record = {"step": step, "loss": mean_loss, "lr": sched.get_last_lr()[0],
+                          "img_per_s": (step - step_last) * cfg.batch_size / max(now - t_last, 1e-9)}
+                with log_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                loss_sum.zero_()
+                loss_count, t_last, step_last = 0, now, step
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(step)
+            if evaluator is not None and eval_every > 0 and (step % eval_every == 0 or step == cfg.steps):
+                ema.eval()
+                evaluate(step)
+    bar.close()
+    model.eval()
+    return TrainResult(model=model, ema=ema, step=step, out_dir=out_dir)
+
+
+def diffusion_loss(schedule: NoiseSchedule, class_conditional: bool = False, p_uncond: float = 0.1, null_class: int = 0):
+    """The ε-prediction loss of DDPM eq. 14 as ``loss_fn(model, x0, y)`` for :func:`fit`."""
+    T = len(schedule)
+
+    def loss_fn(model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = torch.randint(0, T, (x0.shape[0],), device=x0.device)  # (B,) uniform timesteps
+        noise = torch.randn_like(x0)
+        x_t = schedule.add_noise(x0, noise, t)
+        kwargs = {"y": drop_labels(y, p_uncond, null_class)} if class_conditional else {}
+        eps = model(x_t, t, **kwargs)
+        return F.mse_loss(eps.float(), noise)
+
+    return loss_fn
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    data: ImageSet | None = None,
+    device: str | torch.device = "auto",
+    resume: bool = True,
+    progress: bool = True,
+    evaluator: Callable[[nn.Module, int], dict] | None = None,
+    eval_every: int = 0,
+) -> TrainResult:
+    """Train (or resume training) a diffusion UNet as ``config`` says; outputs go to ``out_dir``."""
+    if data is None:
+        data = load_dataset(config.dataset, limit=config.data_limit, progress=progress)
+    schedule = config.make_schedule()
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
+        torch.manual_seed(config.seed)
+        model = config.make_model(data)
+    loss_fn = diffusion_loss(schedule, config.class_conditional, config.p_uncond, data.num_classes)
+    extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(data.classes)}
+    return fit(model, loss_fn, data, config, config.identity(), out_dir, device=device, resume=resume,
+               progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra)
+
+
+@dataclass
+class TrainedModel:
+    """A trained diffusion model loaded for sampling: the (EMA) network, its schedule and its config."""
+
+    model: UNet
+    schedule: NoiseSchedule
+    config: TrainConfig
+    step: int
+    classes: list[str]
+
+
+def load_trained(run: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> TrainedModel:
+    """Load a run folder (or its ``checkpoint.pt``) written by :func:`train`, in eval mode."""
+    path = Path(run)
+    ckpt = path / CHECKPOINT if path.is_dir() else path
+    state = load_checkpoint(ckpt)
+    if state.get("kind") != "unet":
+        raise DDLibError(f"{ckpt} holds a {state.get('kind')!r} model, not a diffusion UNet")
+    config = TrainConfig.from_dict(state["run_config"])
+    model = UNet(UNetConfig(**state["unet_config"]))
+    model.load_state_dict(state["ema" if use_ema else "model"])
+    model.to(resolve_device(device)).eval()
+    return TrainedModel(model, config.make_schedule(), config, int(state["step"]), list(state.get("classes", [])))

@@ -1,0 +1,146 @@
+"""The training loop: its pieces in closed form, exact resume (also after a real kill), checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddlib.checkpoint import load_checkpoint, save_checkpoint
+from ddlib.data import synthetic_dataset
+from ddlib.errors import DDLibError
+from ddlib.train import TrainConfig, batch_indices, ema_decay_at, ema_update, load_trained, read_log, train, warmup_factor
+from ddlib.unet import unet_from_preset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(dataset="synthetic:train", preset="test", batch_size=8, lr=1e-3, warmup_steps=5, log_every=5, checkpoint_every=10)
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_warmup_and_ema_decay_closed_forms():
+    assert [warmup_factor(k, 4) for k in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    assert ema_decay_at(0, 0.9999) == pytest.approx(1 / 10) and ema_decay_at(10**7, 0.9999) == 0.9999
+
+
+def test_ema_update_is_the_convex_combination():
+    torch.manual_seed(0)
+    model, ema = unet_from_preset("test"), unet_from_preset("test")
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    ema_update(ema, model, 0.9)
+    for k, v in ema.state_dict().items():
+        assert torch.allclose(v, 0.9 * before[k] + 0.1 * model.state_dict()[k], atol=1e-7)
+
+
+def test_batch_indices_cover_each_epoch_once():
+    n, bs = 50, 8  # 6 full batches per epoch, 2 images dropped
+    epoch0 = torch.cat([batch_indices(n, bs, k, seed=0) for k in range(6)])
+    assert len(set(epoch0.tolist())) == 48
+    assert not torch.equal(batch_indices(n, bs, 0, 0), batch_indices(n, bs, 6, 0))  # new epoch, new order
+    assert torch.equal(batch_indices(n, bs, 3, 0), batch_indices(n, bs, 3, 0))
+    with pytest.raises(DDLibError, match="larger than the data set"):
+        batch_indices(5, 8, 0, 0)
+
+
+def test_resume_in_process_is_bit_identical_and_leaves_global_rng(tmp_path):
+    data = synthetic_dataset(64, image_size=32, num_classes=4)
+    rng_before = torch.get_rng_state()
+    full = train(TrainConfig(**TINY, steps=20), tmp_path / "full", data=data, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    train(TrainConfig(**TINY, steps=10), tmp_path / "split", data=data, progress=False)
+    resumed = train(TrainConfig(**TINY, steps=20), tmp_path / "split", data=data, progress=False)
+    a, b = load_checkpoint(tmp_path / "full/checkpoint.pt"), load_checkpoint(tmp_path / "split/checkpoint.pt")
+    assert a["step"] == b["step"] == 20
+    assert states_equal(a["model"], b["model"]) and states_equal(a["ema"], b["ema"])
+    assert states_equal(full.model.state_dict(), resumed.model.state_dict())
+    assert [r["step"] for r in read_log(tmp_path / "split/log.jsonl")] == [5, 10, 15, 20]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """A real SIGKILL after the first checkpoint, then the same command again, against one straight run."""
+    args = [sys.executable, "-m", "ddlib", "train", "--data", "synthetic:train", "--preset", "test", "--steps", "40",
+            "--batch-size", "8", "--lr", "1e-3", "--warmup", "5", "--checkpoint-every", "10", "--log-every", "2",
+            "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(args + ["--out", str(tmp_path / "straight")], check=True, cwd=REPO, env=env, capture_output=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(r["step"] >= 14 for r in read_log(out / "log.jsonl")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(out / "checkpoint.pt")["step"]
+    assert 10 <= killed_at < 40, "the kill must land mid-run, after a checkpoint"
+    done = subprocess.run(args + ["--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = load_checkpoint(tmp_path / "straight/checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    assert a["step"] == b["step"] == 40
+    assert states_equal(a["model"], b["model"]) and states_equal(a["ema"], b["ema"])
+    # the log of the resumed run has no duplicated steps from the killed attempt
+    steps = [r["step"] for r in read_log(out / "log.jsonl")]
+    assert steps == list(range(2, 41, 2))
+
+
+def test_checkpoint_loads_with_weights_only_and_sample_model(tmp_path):
+    data = synthetic_dataset(32, image_size=32)
+    train(TrainConfig(**TINY, steps=10), tmp_path, data=data, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 10 and state["kind"] == "unet"
+    trained = load_trained(tmp_path)
+    assert trained.step == 10 and not trained.model.training and trained.schedule.name == "linear"
+    assert (tmp_path / "config.json").exists()
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    data = synthetic_dataset(32, image_size=32)
+    train(TrainConfig(**TINY, steps=10), tmp_path, data=data, progress=False)
+    with pytest.raises(DDLibError) as info:
+        train(TrainConfig(**{**TINY, "lr": 5e-4}, steps=20), tmp_path, data=data, progress=False)
+    assert "different config (lr: 0.001 -> 0.0005)" in str(info.value)
+
+
+def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
+    path = save_checkpoint({"step": 1, "x": torch.ones(1000)}, tmp_path / "c.pt")
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(DDLibError, match="corrupt or not a ddlib checkpoint"):
+        load_checkpoint(path)
+    (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(DDLibError, match="corrupt"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"weights": torch.ones(2)}, tmp_path / "plain.pt")
+    with pytest.raises(DDLibError, match="not a ddlib-checkpoint-v1 file"):
+        load_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(DDLibError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_bad_training_options():
+    with pytest.raises(DDLibError, match="unknown precision"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(DDLibError, match="unknown training option"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(DDLibError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
+@pytest.mark.slow
+def test_cifar10_cpu_run_lowers_the_loss(tmp_path):
+    """The issue's CPU run: CIFAR-10 from ../shared/data, a small preset, a few hundred steps."""
+    cmd = [sys.executable, "-m", "ddlib", "train", "--data", "cifar10:train", "--data-limit", "4096", "--preset", "tiny",
+           "--steps", "300", "--batch-size", "32", "--lr", "5e-4", "--warmup", "20", "--log-every", "25",
+           "--checkpoint-every", "100", "--out", str(tmp_path), "--no-progress"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = read_log(tmp_path / "log.jsonl")
+    print(f"CIFAR-10 tiny preset: loss {log[0]['loss']:.4f} (steps 1-25) -> {log[-1]['loss']:.4f} (steps 276-300)")
+    assert log[-1]["loss"] < 0.6 * log[0]["loss"]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 300
