@@ -2,7 +2,7 @@
 
 Image i starts from x_T drawn with its own seed (``seed + i``), as in EDM's per-image seeds, so a
 deterministic sampler (DDIM, η = 0) gives the same image i whatever the batch size or the number of
-images asked for. Per-step noise (DDPM, DDIM η > 0) comes from one generator per batch.
+images asked for (up to float rounding: batched convolutions may differ in the last bits). Per-step noise (DDPM, DDIM η > 0) comes from one generator per batch.
 Class-conditional models get labels (one class, or cycling through all) and optional
 classifier-free guidance; latent models pass ``decode`` to map samples back to pixels.
 """
