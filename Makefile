@@ -4,8 +4,16 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.ddlib-installed
 PROFILE ?= quick
+REPORTS_DIR ?= reports
+# FORCE=1 recomputes every cached training run and metric the report touches
+FORCE   ?=
 
-.PHONY: setup test report pdf lab clean
+# PDF export (nbconvert → LaTeX → xelatex) needs these Debian/Ubuntu packages (about 100 MB download,
+# ~1–2 min to install); `make pdf` installs them when xelatex or pandoc is missing (as root, or with sudo).
+PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup test report pdf pdf-deps lab clean
 
 setup: $(STAMP)
 
@@ -18,6 +26,24 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest
+
+# Run notebooks/NN_*.ipynb with papermill for PROFILE (notebooks/profiles/PROFILE.yaml) into
+# REPORTS_DIR/PROFILE/{notebooks,tables,figures}/ and build REPORTS_DIR/PROFILE/report.html.
+# A failing notebook stops here with "notebook NN_name failed in cell K: <error>" and no report.html.
+report: setup
+	FORCE=$(FORCE) $(PY) -m ddlib.pipeline report --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
+
+# REPORTS_DIR/PROFILE/report.pdf from the finished report (run `make report PROFILE=…` first).
+pdf: setup pdf-deps
+	$(PY) -m ddlib.pipeline pdf --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
+
+# Install the LaTeX toolchain only when it is missing.
+pdf-deps:
+	@if command -v xelatex >/dev/null && command -v pandoc >/dev/null; then :; else \
+	  echo "installing the PDF toolchain: apt-get install $(PDF_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(PDF_PACKAGES); \
+	fi
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -1,12 +1,28 @@
-"""Figures and tables for notebooks and the report: image grids, curves, CSV/Markdown tables."""
+"""Figures and tables for notebooks and the report: image grids, curves, CSV/Markdown tables.
+
+Every figure helper draws one figure, writes it as a PNG and returns the path (the notebooks show it
+with :func:`show`), so a figure in a notebook and the file in ``reports/<profile>/figures/`` are
+always the same picture. Matplotlib runs on the non-interactive Agg backend here; figures are closed
+after saving so that a notebook never shows a figure twice.
+
+Tables are lists of dicts (one per row). :func:`write_table` writes ``<name>.csv`` (every column, full
+precision) and ``<name>.md`` (a heading with the table's title, then a Markdown pipe table, then
+optional notes), the form the report notebook shows and the PDF prints.
+"""
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import torch
 from PIL import Image
+
+# --------------------------------------------------------------------------------------------------
+# image grids
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
@@ -33,3 +49,343 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+# --------------------------------------------------------------------------------------------------
+# matplotlib plumbing
+
+
+def _plt():
+    import matplotlib
+
+    if "inline" not in matplotlib.get_backend().lower():
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG (atomically: temporary file, then rename) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    _plt().close(fig)
+    return path
+
+
+def show(path: str | Path, width: int | None = None):
+    """Display a saved PNG in a notebook (returns the IPython object; a plain path outside IPython)."""
+    try:
+        from IPython.display import Image as IPImage
+    except ImportError:  # pragma: no cover
+        return Path(path)
+    return IPImage(filename=str(path), width=width)
+
+
+def _hwc(img: torch.Tensor):
+    """uint8 (C, H, W) → numpy (H, W[, C]) for imshow."""
+    arr = img.permute(1, 2, 0).cpu().numpy()
+    return arr[..., 0] if arr.shape[-1] == 1 else arr
+
+
+# --------------------------------------------------------------------------------------------------
+# schedules and the forward process
+
+
+def plot_schedules(schedules: dict, path: str | Path, title: str | None = None) -> Path:
+    """ᾱ_t (left) and log₁₀ SNR(t) = log₁₀ ᾱ_t/(1 − ᾱ_t) (right) against t/T for named schedules."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, s in schedules.items():
+        T = len(s)
+        x = (torch.arange(T, dtype=torch.float64) + 1) / T
+        axes[0].plot(x, s.alphas_cumprod, label=name)
+        axes[1].plot(x, torch.log10(s.snr), label=name)
+    axes[0].set(xlabel="t / T", ylabel="ᾱ_t", title="signal kept: ᾱ_t")
+    axes[1].set(xlabel="t / T", ylabel="log₁₀ SNR(t)", title="SNR(t) = ᾱ_t / (1 − ᾱ_t)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+@torch.no_grad()
+def forward_process_images(schedule, image: torch.Tensor, timesteps: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (DDPM eq. 4) of one uint8 image (C, H, W) at each t, with one ε.
+
+    Returns uint8 (K, C, H, W). Using the same ε for every t shows the signal fading into one noise image.
+    """
+    from ddlib.data import to_model_range, to_uint8
+
+    x0 = to_model_range(image.unsqueeze(0))  # (1, C, H, W)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    ts = torch.as_tensor(list(timesteps), dtype=torch.long)
+    x_t = schedule.add_noise(x0.expand(len(ts), -1, -1, -1), eps.expand(len(ts), -1, -1, -1), ts)  # (K, C, H, W)
+    return to_uint8(x_t)
+
+
+def save_image_rows(rows: Sequence[torch.Tensor], path: str | Path, col_labels: Sequence[str] | None = None,
+                    row_labels: Sequence[str] | None = None, title: str | None = None, panel: float = 1.1) -> Path:
+    """A labelled table of images: ``rows`` is a list of uint8 (K, C, H, W) tensors, one per row."""
+    plt = _plt()
+    nrows, ncols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + (0.8 if row_labels else 0), panel * nrows + 0.5),
+                             squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(ncols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if j < len(row):
+                ax.imshow(_hwc(row[j]), cmap="gray" if row[j].shape[0] == 1 else None, interpolation="nearest")
+            if i == 0 and col_labels is not None and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# sampling trajectories
+
+
+@torch.no_grad()
+def record_trajectory(model, schedule, num: int = 4, *, sampler: str = "ddpm", num_steps: int = 50, eta: float = 0.0,
+                      frames: int = 8, seed: int = 0, **model_kwargs) -> dict:
+    """Sample ``num`` images and keep ``frames`` snapshots of x_t and of the prediction x̂_0 along the way.
+
+    Returns ``{"t": [t of each frame], "x": uint8 (F, N, C, H, W), "x0": uint8 (F, N, C, H, W)}``; the last
+    frame is the final sample (t = 0). Uses the samplers' ``callback`` (see :mod:`ddlib.samplers`).
+    """
+    from ddlib.data import to_uint8
+    from ddlib.generate import initial_noise
+    from ddlib.samplers import ddim_sample, ddpm_sample
+
+    cfg = model.config
+    device = next(model.parameters()).device
+    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    x_T = initial_noise(shape, list(range(seed, seed + num)), device)
+    total = len(schedule) if sampler == "ddpm" else num_steps
+    keep = {int(round(k)) for k in torch.linspace(0, total - 1, frames).tolist()}
+    snaps: dict[str, list] = {"t": [], "x": [], "x0": []}
+
+    def callback(d):
+        if d["i"] in keep:
+            snaps["t"].append(int(d["t"]))
+            snaps["x"].append(to_uint8(d["x"]).cpu())
+            snaps["x0"].append(to_uint8(d["x0"]).cpu())
+
+    g = torch.Generator(device=device).manual_seed(seed)
+    common = dict(generator=g, progress=False, callback=callback, x_T=x_T, device=device, **model_kwargs)
+    if sampler == "ddpm":
+        ddpm_sample(model, schedule, x_T.shape, **common)
+    else:
+        ddim_sample(model, schedule, x_T.shape, num_steps=num_steps, eta=eta, **common)
+    return {"t": snaps["t"], "x": torch.stack(snaps["x"]), "x0": torch.stack(snaps["x0"])}
+
+
+def save_trajectory(traj: dict, path: str | Path, title: str | None = None, samples: int = 2) -> Path:
+    """Rows: for each of the first ``samples`` images, x_{t-1} and x̂_0 at each kept step (columns)."""
+    rows, labels = [], []
+    for i in range(min(samples, traj["x"].shape[1])):
+        rows += [traj["x"][:, i], traj["x0"][:, i]]
+        labels += [f"#{i} x_t", f"#{i} x̂₀"]
+    cols = [f"t={t}" for t in traj["t"]]
+    return save_image_rows(rows, path, col_labels=cols, row_labels=labels, title=title)
+
+
+# --------------------------------------------------------------------------------------------------
+# curves
+
+
+def smooth(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average over ``window`` points (the first points average what exists)."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_loss_curves(logs: dict[str, list[dict]], path: str | Path, title: str = "training loss",
+                     window: int = 5, logy: bool = True) -> Path:
+    """Training loss (``log.jsonl`` records: step, loss) for named runs; raw (faint) and smoothed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for name, log in logs.items():
+        if not log:
+            continue
+        steps = [r["step"] for r in log]
+        loss = [r["loss"] for r in log]
+        line, = ax.plot(steps, smooth(loss, window), label=name)
+        ax.plot(steps, loss, color=line.get_color(), alpha=0.25, lw=0.8)
+    ax.set(xlabel="training step", ylabel="‖ε − ε_θ‖² (DDPM eq. 14)", title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_lines(rows: Iterable[dict], x: str, y: str, path: str | Path, *, group: str | None = None,
+               yerr: str | None = None, title: str = "", xlabel: str | None = None, ylabel: str | None = None,
+               logx: bool = False, logy: bool = False, group_label: str | None = None) -> Path:
+    """``y`` against ``x`` from table rows, one line per value of ``group`` (e.g. FID vs steps per η).
+
+    Lines are labelled ``"<group_label> = <value>"`` (``group_label`` defaults to the column name).
+    """
+    plt = _plt()
+    rows = [r for r in rows if _is_number(r.get(y)) and _is_number(r.get(x))]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r.get(group) if group else None, []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for key, rs in groups.items():
+        rs = sorted(rs, key=lambda r: float(r[x]))
+        xs, ys = [float(r[x]) for r in rs], [float(r[y]) for r in rs]
+        label = f"{group_label or group} = {format_cell(key)}" if group else None
+        if yerr and all(_is_number(r.get(yerr)) for r in rs):
+            ax.errorbar(xs, ys, yerr=[float(r[yerr]) for r in rs], marker="o", capsize=3, label=label)
+        else:
+            ax.plot(xs, ys, marker="o", label=label)
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
+    if logx:
+        from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(sorted({float(r[x]) for r in rows})))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    if group:
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_bars(rows: Sequence[dict], label: str, values: Sequence[str], path: str | Path, *, title: str = "",
+              ylabels: Sequence[str] | None = None) -> Path:
+    """One panel per column in ``values``: a bar per row, named by the row's ``label`` column."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.4), squeeze=False)
+    names = [str(r[label]) for r in rows]
+    for k, (ax, col) in enumerate(zip(axes[0], values)):
+        vals = [float(r[col]) if _is_number(r.get(col)) else 0.0 for r in rows]
+        bars = ax.bar(names, vals, color=[f"C{i}" for i in range(len(rows))])
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set(ylabel=(ylabels[k] if ylabels else col))
+        ax.tick_params(axis="x", labelrotation=15, labelsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# tables
+
+
+def _is_number(v) -> bool:
+    if isinstance(v, bool) or v is None:
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_cell(v, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` significant digits, None as an em dash, other values as text."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, float):
+        if v == 0 or 1e-3 <= abs(v) < 1e5:
+            return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+        return f"{v:.{max(digits - 1, 1)}e}"
+    return str(v)
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 4) -> str:
+    """A Markdown pipe table of ``rows`` (pipes and newlines in cells escaped)."""
+    columns = list(columns or _columns(rows))
+
+    def cell(v):
+        return format_cell(v, digits).replace("|", "\\|").replace("\n", " ")
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    # pandoc sizes the columns of a wide table by the dashes under each header: make them follow the content
+    widths = [min(max([len(c)] + [len(row[i]) for row in body]), 30) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" " + "-" * max(3, w) + " " for w in widths) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _columns(rows: Sequence[dict]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+def write_table(rows: Sequence[dict], path: str | Path, title: str, *, columns: Sequence[str] | None = None,
+                md_columns: Sequence[str] | None = None, md_rows: Sequence[dict] | None = None,
+                notes: Sequence[str] = (), digits: int = 4) -> tuple[Path, Path]:
+    """Write ``<path>.csv`` (``columns``, default all) and ``<path>.md`` (``### title``, a table, notes).
+
+    The Markdown table shows ``md_rows`` (default ``rows``) restricted to ``md_columns`` (default all of
+    theirs): a compact view for reading, while the CSV keeps every column. Both files are written
+    atomically. Returns (csv path, md path).
+    """
+    if not rows:
+        raise ValueError(f"table {title!r} has no rows; a report table must hold at least one")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(columns or _columns(rows))
+    csv_path, md_path = path.with_suffix(".csv"), path.with_suffix(".md")
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
+    os.replace(tmp, csv_path)
+    shown = md_rows if md_rows is not None else rows
+    md = f"### {title}\n\n{markdown_table(shown, md_columns or _columns(shown), digits)}\n"
+    if notes:
+        md += "\n" + "\n".join(f"*{n}*\n" if not n.startswith(("-", "*")) else n + "\n" for n in notes)
+    tmp = md_path.with_name(f".{md_path.name}.tmp{os.getpid()}")
+    tmp.write_text(md)
+    os.replace(tmp, md_path)
+    return csv_path, md_path
+
+
+def read_table(path: str | Path) -> list[dict]:
+    """Rows of a CSV written by :func:`write_table`, numbers and booleans parsed back, empty cells as None."""
+    def parse(v: str):
+        if v == "":
+            return None
+        if v in ("True", "False"):
+            return v == "True"
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+
+    with Path(path).with_suffix(".csv").open(newline="") as f:
+        return [{k: parse(v) for k, v in r.items()} for r in csv.DictReader(f)]

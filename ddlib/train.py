@@ -207,7 +207,8 @@ def fit(
 
     ``cfg`` supplies steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, ema_decay, hflip,
     seed, precision, checkpoint_every and log_every; ``identity`` is what a checkpoint must match.
-    x arrives in [-1, 1] (float32, flipped if ``cfg.hflip``), y as int64 labels.
+    x arrives in [-1, 1] (float32, flipped if ``cfg.hflip``), y as int64 labels. ``data`` may instead
+    hold float ``images`` (e.g. a :class:`ddlib.vae.LatentSet` of VAE latents): those pass unscaled.
     ``evaluator(ema_model, step) -> dict`` runs every ``eval_every`` steps (and at the end) and
     its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
     config needed to rebuild the network).
@@ -261,7 +262,8 @@ def fit(
         while step < cfg.steps:
             torch.manual_seed(step_seed(cfg.seed, step))
             idx = batch_indices(len(images), cfg.batch_size, step, cfg.seed).to(device)
-            x = to_model_range(images[idx])  # (B, C, H, W) in [-1, 1]
+            x = images[idx]  # (B, C, H, W)
+            x = to_model_range(x) if x.dtype == torch.uint8 else x  # pixels to [-1, 1]; float data (latents) as is
             if cfg.hflip:
                 x = random_hflip(x)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):

@@ -1,0 +1,188 @@
+"""Assembling the report (notebook 05): provenance page, Table I beside measured numbers, summary, figures.
+
+The report notebook reads only what notebooks 01–04 wrote under ``reports/<profile>/`` (tables as CSV
+and Markdown, figures with their index, ``references.json``, ``timings.json``) and the quoted numbers
+of :mod:`ddlib.literature`; it computes nothing expensive itself.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from ddlib.literature import REFERENCES, literature_rows
+from ddlib.report import format_cell, markdown_table, read_table
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _table(out: Path, name: str) -> list[dict]:
+    path = out / "tables" / f"{name}.csv"
+    return read_table(path) if path.is_file() else []
+
+
+def git_revision(repo: Path) -> str:
+    """``<short hash>`` of HEAD, with ``+uncommitted changes`` when the work tree differs; ``unknown`` without git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + (" + uncommitted changes" if dirty else "")
+
+
+def provenance_markdown(out: Path, profile: str) -> str:
+    """The report's first page: which profile, hardware, reference statistics, code version and timings."""
+    import torch
+
+    import ddlib
+    from ddlib.pipeline import REPO_ROOT
+
+    hardware = sorted({str(r["hardware"]) for f in (out / "tables").glob("*.csv") for r in read_table(f)
+                       if r.get("hardware") and r.get("profile") == profile})
+    refs = _read_json(out / "references.json")
+    timings = _read_json(out / "timings.json")
+    lines = [
+        f"**Profile:** `{profile}` (parameters: `notebooks/profiles/{profile}.yaml`).  ",
+        f"**Generated:** {time.strftime('%Y-%m-%d %H:%M %Z')} by `make report PROFILE={profile}`; ddlib {ddlib.__version__}, "
+        f"git {git_revision(REPO_ROOT)}, torch {torch.__version__}, Python {platform.python_version()}.  ",
+        f"**Hardware:** {'; '.join(hardware) if hardware else 'n/a'}.",
+        "",
+        "**Reference statistics used for FID/KID** (Inception pool features, cached with provenance):",
+        "",
+    ]
+    if refs:
+        rows = [{"reference": label, "subset": "random, seed 0" if str(r.get("subset", "")).startswith("random")
+                 else r.get("subset"), "images sha1": str(r.get("images_sha1", ""))[:12],
+                 "computed": str(r.get("created", ""))[:16].replace("T", " "), "on": r.get("hardware")}
+                for label, r in refs.items()]
+        lines.append(markdown_table(rows))
+    else:
+        lines.append("*none recorded*")
+    lines += ["", "Every table row below carries the profile, hardware, wall time (s) and sample count that "
+                  "produced it. FID against the offline JPEG copies of the data is not comparable with published "
+                  "FIDs (see the note under Table I); FID at a few hundred samples is biased upwards, so compare only "
+                  "numbers with equal sample counts and references, and read KID (unbiased) beside it."]
+    if timings:
+        lines += ["", "**Notebook wall times in this run:** " + ", ".join(
+            f"{name} {t['wall_s']:.0f} s" for name, t in timings.items()) + "."]
+    return "\n".join(lines)
+
+
+def _measured(method, steps, eta, row, source) -> dict:
+    is_cell = row.get("inception_score")
+    if isinstance(is_cell, str) and is_cell.startswith("n/a"):
+        is_cell = "n/a (offline)"
+    return {"method": method, "dataset": row.get("dataset"), "steps": steps, "eta": eta, "fid": row.get("fid"),
+            "is": is_cell, "n_samples": row.get("n_samples"), "reference": row.get("reference"),
+            "source": source, "profile": row.get("profile"), "hardware": row.get("hardware"), "wall_s": row.get("wall_s")}
+
+
+def literature_table(ctx) -> object:
+    """Table I: quoted literature rows, each followed by this package's measurement of the same setting."""
+    out = ctx.out
+    ddpm = _table(out, "ddpm")
+    ddim = _table(out, "ddim_steps")
+    sweep = _table(out, "guidance_sweep")
+    rows = []
+    for lit in literature_rows():
+        rows.append(lit)
+        if lit["method"].startswith("DDPM") and ddpm:
+            m = ddpm[0]
+            rows.append(_measured("DDPM (this package)", m.get("steps"), None, m, "measured: notebook 01"))
+        if lit["method"].startswith("DDIM"):
+            match = [r for r in ddim if r.get("steps") == lit["steps"] and float(r.get("eta") or 0) == float(lit["eta"])]
+            if match:
+                rows.append(_measured(f"{lit['method']} (this package)", lit["steps"], lit["eta"], match[0],
+                                      "measured: notebook 02"))
+    if sweep:
+        best = min((r for r in sweep if isinstance(r.get("fid"), (int, float))), key=lambda r: r["fid"], default=None)
+        if best:
+            rows.append(_measured(f"latent DDIM + CFG, best scale s={best.get('scale')} (this package)",
+                                  best.get("steps"), None, best, "measured: notebook 03"))
+    columns = ["method", "dataset", "steps", "eta", "fid", "is", "source"]
+    notes = ["Literature rows are quoted from the papers named in the source column (50,000 samples against the "
+             "original training sets). Measured rows use small models, few samples and the offline JPEG copies; "
+             "their FIDs are not comparable with the quoted ones, only with each other at equal sample counts. "
+             "The seed report's Table I itself is not in this repository: these are the original papers' numbers.",
+             "IS: the standard Inception Score needs the network's 1008-way head, which the offline FID weights "
+             "lack, so measured IS reads n/a.",
+             "Sources: " + " ".join(f"[{k}] {v}" for k, v in REFERENCES.items())]
+    return ctx.table("literature", rows, "Table I. Published results (quoted) beside this package's measurements",
+                     columns=columns, notes=notes)
+
+
+def summary_table(ctx) -> object:
+    """Table VI analogue: one row per experiment of this report, with its headline metric and provenance."""
+    out = ctx.out
+    rows = []
+    for r in _table(out, "ddpm")[:1]:
+        rows.append({"experiment": "DDPM, CIFAR-10 (01)", "setting": r.get("sampler"), "fid": r.get("fid"),
+                     "kid": r.get("kid"), **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    ddim = _table(out, "ddim_steps")
+    for eta in sorted({r.get("eta") for r in ddim}):
+        best = min((r for r in ddim if r.get("eta") == eta), key=lambda r: r.get("fid") or float("inf"))
+        rows.append({"experiment": f"DDIM η={eta:g}, best S (02)", "setting": f"S={best.get('steps')}",
+                     "fid": best.get("fid"), "kid": best.get("kid"),
+                     **{k: best.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    for r in _table(out, "speed_memory"):
+        rows.append({"experiment": f"sampling cost {r.get('sampler')} (02)", "setting": f"batch {r.get('batch_size')}",
+                     "fid": None, "kid": None, **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    for r in _table(out, "guidance_sweep"):
+        rows.append({"experiment": "latent DDIM + CFG (03)", "setting": f"scale s={r.get('scale')}", "fid": r.get("fid"),
+                     "kid": r.get("kid"), **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    for r in _table(out, "schedules"):
+        rows.append({"experiment": f"{r.get('schedule')} schedule (04)", "setting": f"{r.get('train_steps')} steps, {r.get('sampler')}",
+                     "fid": r.get("fid"), "kid": r.get("kid"),
+                     **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    if not rows:
+        rows.append({"experiment": "no experiment results found", "setting": None, "fid": None, "kid": None,
+                     "profile": ctx.profile, "hardware": ctx.hardware, "wall_s": None, "n_samples": None, "reference": None})
+    return ctx.table("summary", rows, "Table VI (analogue). Measured results of this report, one row per experiment",
+                     notes=["wall_s: sampling + scoring time of that row (for the sampling-cost rows: the median "
+                            "sampling time of one batch); training time is in each notebook's table."])
+
+
+def show_table(out: Path, name: str, missing: str = "not run in this profile"):
+    """The Markdown of ``tables/<name>.md`` for display, or a note when the table is absent."""
+    from ddlib.pipeline import markdown
+
+    path = Path(out) / "tables" / f"{name}.md"
+    return markdown(path.read_text() if path.is_file() else f"*Table `{name}`: {missing}.*")
+
+
+def figures(out: Path) -> list[tuple[Path, str, str]]:
+    """Every indexed figure as (path, caption, notebook), in notebook then creation order."""
+    index = _read_json(Path(out) / "figures" / "index.json")
+    items = sorted(index.items(), key=lambda kv: (kv[1].get("notebook", ""), kv[1].get("order", 0)))
+    return [(Path(out) / "figures" / f"{name}.png", e.get("caption", name), e.get("notebook", "")) for name, e in items
+            if (Path(out) / "figures" / f"{name}.png").is_file()]
+
+
+def show_figures(out: Path, width: int = 640) -> int:
+    """Display every figure with a numbered caption; returns how many were shown."""
+    from IPython.display import Image, Markdown, display
+
+    shown = 0
+    for k, (path, caption, notebook) in enumerate(figures(out), start=1):
+        display(Markdown(f"**Figure {k}** ({notebook}). {caption}"))
+        display(Image(filename=str(path), width=width))
+        shown += 1
+    return shown
+
+
+def claims_text(out: Path) -> str:
+    """The speed/memory verdict notebook 02 wrote (``tables/speed_memory_claims.txt``), if any."""
+    path = Path(out) / "tables" / "speed_memory_claims.txt"
+    return path.read_text().strip() if path.is_file() else "*Speed/memory comparison not run in this profile.*"
+
+
+__all__ = ["claims_text", "figures", "format_cell", "git_revision", "literature_table", "provenance_markdown",
+           "show_figures", "show_table", "summary_table"]

@@ -1,0 +1,326 @@
+"""The report's experiments as functions: each notebook cell calls one of these and shows what it returns.
+
+Every function takes the notebook's :class:`ddlib.pipeline.Context` (output folder, device, cache,
+provenance), does its work through the cached steps of :mod:`ddlib.cache`, writes its table or figure
+and returns rows or paths. Numbers carry provenance: profile, hardware, wall time, sample counts and
+the FID reference (see :meth:`ddlib.pipeline.Context.row`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Sequence
+
+import torch
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+
+from ddlib.train import TrainConfig
+
+
+def diffusion_config(*, dataset: str, data_limit: int | None, preset: str, unet: dict | None = None,
+                     schedule: str = "linear", schedule_params: dict | None = None, timesteps: int = 1000,
+                     steps: int, batch_size: int, lr: float, warmup_steps: int, ema_decay: float, seed: int = 0,
+                     class_conditional: bool = False, p_uncond: float = 0.1, hflip: bool = True,
+                     log_points: int = 100) -> TrainConfig:
+    """A :class:`TrainConfig` from notebook literals; logs ~``log_points`` times and checkpoints 4 times per run."""
+    return TrainConfig(dataset=dataset, data_limit=data_limit, preset=preset, unet=dict(unet or {}),
+                       class_conditional=class_conditional, p_uncond=p_uncond, hflip=hflip, schedule=schedule,
+                       schedule_params=dict(schedule_params or {}), num_train_timesteps=timesteps, steps=steps,
+                       batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, max(steps - 1, 0)),
+                       ema_decay=ema_decay, seed=seed, log_every=max(1, steps // log_points),
+                       checkpoint_every=max(1, math.ceil(steps / 4)))
+
+
+def schedule_configs(kinds: Sequence[str], *, beta_start: float = 1e-4, beta_end: float = 0.02, **common) -> dict:
+    """One :func:`diffusion_config` per schedule kind, identical otherwise (``common``: its other arguments)."""
+    return {k: diffusion_config(schedule=k, schedule_params=schedule_params_for(k, beta_start, beta_end), **common)
+            for k in kinds}
+
+
+def schedule_params_for(kind: str, beta_start: float = 1e-4, beta_end: float = 0.02) -> dict:
+    """The parameters the report uses for each schedule kind (linear: the profile's β range)."""
+    return {"beta_start": beta_start, "beta_end": beta_end} if kind == "linear" else {}
+
+
+def train_row(ctx, run, label: str) -> dict:
+    """A table row describing a training run (steps, batch, final loss, wall time)."""
+    log = run.log()
+    tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
+    return ctx.row(wall_s=run.wall_s, n_samples=None, reference=None, run=label, preset=run.config.preset,
+                   steps=run.config.steps, batch_size=run.config.batch_size,
+                   final_loss=round(sum(tail) / len(tail), 5) if tail else None, reused=run.reused)
+
+
+# --------------------------------------------------------------------------------------------------
+# 01: DDPM
+
+
+def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None, batch_size: int, seed: int = 0,
+               real_dataset: str | None = None) -> list[dict]:
+    """DDPM ancestral samples' FID/KID (and the IS cell), plus the same metrics for ``n`` real images.
+
+    The real-image row is the floor FID can reach at this sample count against this reference: FID is
+    biased upwards at small n (see :mod:`ddlib.metrics`), so compare a model's FID with it, not with 0.
+    """
+    from ddlib.data import load_dataset
+
+    ref_label = ctx.reference_label(reference, reference_count)
+    res = ctx.sample_and_score(run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
+                               batch_size=batch_size, seed=seed, inception_score=True)
+    is_cell = res.get("inception_score")
+    trained_steps = run.config.steps
+    rows = [ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
+                    model=f"{run.config.preset} UNet",
+                    sampler="DDPM ancestral", steps=run.config.num_train_timesteps, train_steps=trained_steps,
+                    fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"], inception_score=is_cell,
+                    sample_s=res["sample_s"], train_s=run.wall_s)]
+    if real_dataset:
+        def real() -> dict:
+            data = load_dataset(real_dataset, progress=False)
+            idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+            return ctx.score(data.images[idx], reference, reference_count)
+
+        r = ctx.cached("real_score", {"dataset": real_dataset, "n": n, "seed": seed, "reference": reference,
+                                      "reference_count": reference_count}, real)
+        rows.append(ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
+                            model=f"real images ({real_dataset}, random {n})", sampler="—", steps=None, train_steps=None,
+                            fid=r["fid"], kid=r["kid"], kid_std=r["kid_std"], inception_score=None, sample_s=None,
+                            train_s=None))
+    return rows
+
+
+def sample_grid(ctx, run, *, n: int, pool: int | None = None, sampler: str = "ddpm", num_steps: int = 50,
+                eta: float = 0.0, seed: int = 0, batch_size: int = 100) -> torch.Tensor:
+    """The first ``n`` of ``pool`` (default ``n``) cached samples: pass the scored set's size as ``pool`` to
+    show images of the very set that was scored (and sample nothing twice)."""
+    pool = max(pool or n, n)
+    return ctx.samples(run, n=pool, sampler=sampler, num_steps=num_steps, eta=eta, seed=seed,
+                       batch_size=batch_size)["images"][:n]
+
+
+# --------------------------------------------------------------------------------------------------
+# 02: DDIM
+
+
+def ddim_sweep(ctx, run, *, steps: Sequence[int], etas: Sequence[float], n: int, reference: str,
+               reference_count: int | None, batch_size: int, seed: int = 0) -> list[dict]:
+    """FID/KID of DDIM samples for every (S, η), same model, same n, same initial noise seeds."""
+    ref_label = ctx.reference_label(reference, reference_count)
+    rows = []
+    for eta in etas:
+        for s in steps:
+            res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(s), eta=float(eta), reference=reference,
+                                       reference_count=reference_count, batch_size=batch_size, seed=seed)
+            rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
+                                dataset=run.config.dataset, sampler="DDIM",
+                                steps=int(s), eta=float(eta), fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
+                                sample_s=res["sample_s"], s_per_image=round(res["sample_s"] / n, 3)))
+    return rows
+
+
+def consistency_rows(ctx, run, *, steps: Sequence[int], n: int, pool: int | None = None, seed: int = 0,
+                     batch_size: int = 100) -> tuple[list[torch.Tensor], list[str]]:
+    """DDIM (η = 0) samples from the same x_T with each S: rows of images and their labels (DDIM §5.2).
+
+    ``pool``/``batch_size``: those of the sweep's sample sets, whose first ``n`` images are shown.
+    """
+    rows = [sample_grid(ctx, run, n=n, pool=pool, sampler="ddim", num_steps=int(s), eta=0.0, seed=seed,
+                        batch_size=batch_size) for s in steps]
+    return rows, [f"S={s}" for s in steps]
+
+
+def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, seed: int = 0) -> tuple[list[dict], dict]:
+    """Wall time and peak memory of DDPM (T steps) and DDIM (``ddim_steps``, η = 0), each in fresh processes.
+
+    Cached per (run, settings, hardware): a different machine measures again.
+    """
+    from ddlib.sampling_cost import METHOD_VERSION, check_claims, compare_samplers
+
+    T = run.config.num_train_timesteps
+    configs = [{"label": f"DDPM-{T}", "sampler": "ddpm"},
+               {"label": f"DDIM-{ddim_steps}", "sampler": "ddim", "num_steps": int(ddim_steps), "eta": 0.0}]
+    key = {"run": run.key, "configs": configs, "batch_size": batch_size, "repeats": repeats, "seed": seed,
+           "hardware": ctx.hardware, "device": str(ctx.device), "method": METHOD_VERSION}
+
+    def measure() -> dict:
+        return {"rows": compare_samplers(run.run_dir, configs, batch_size=batch_size, repeats=repeats,
+                                         device=str(ctx.device), seed=seed)}
+
+    res = ctx.cached("speed_memory", key, measure)
+    rows = []
+    for r in res["rows"]:
+        extra = {k: r[k] for k in ("peak_rss_mb", "sampling_rss_mb", "cuda_peak_mb", "cuda_sampling_mb") if k in r}
+        rows.append(ctx.row(wall_s=r["wall_s"], n_samples=batch_size, reference=None, sampler=r["label"], steps=r["steps"],
+                            batch_size=batch_size, repeats=repeats, wall_s_each=r["wall_s_each"],
+                            ms_per_step=round(1000 * r["s_per_step"], 2), **extra))
+    claims = check_claims(res["rows"], configs[0]["label"], configs[1]["label"])
+    return rows, claims
+
+
+# --------------------------------------------------------------------------------------------------
+# 04: schedules
+
+
+def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: str, reference_count: int | None,
+                        batch_size: int, seed: int = 0) -> list[dict]:
+    """One row per schedule: ᾱ at the last step, final loss, FID/KID of DDIM samples at equal training steps."""
+    ref_label = ctx.reference_label(reference, reference_count)
+    rows = []
+    for name, run in runs.items():
+        s = run.config.make_schedule()
+        res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=ddim_steps, eta=0.0, reference=reference,
+                                   reference_count=reference_count, batch_size=batch_size, seed=seed)
+        log = run.log()
+        tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
+        T = len(s)
+        rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, schedule=name,
+                            train_steps=run.config.steps, alpha_bar_last=float(s.alphas_cumprod[-1]),
+                            log10_snr_mid=round(math.log10(float(s.snr[T // 2])), 3),
+                            final_loss=round(sum(tail) / len(tail), 5) if tail else None,
+                            sampler=f"DDIM-{ddim_steps} η=0", fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
+                            train_s=run.wall_s))
+    return rows
+
+
+def elapsed(ctx) -> float:
+    """Seconds since the notebook called :func:`ddlib.pipeline.start`."""
+    return time.perf_counter() - ctx.started
+
+
+# --------------------------------------------------------------------------------------------------
+# 03: latent diffusion with classifier-free guidance
+
+
+def vae_train_config(*, dataset: str, data_limit: int | None, preset: str, overrides: dict | None, steps: int,
+                     batch_size: int, lr: float, warmup_steps: int, ema_decay: float, seed: int = 0,
+                     scale_images: int = 1024, log_points: int = 100):
+    """A :class:`ddlib.vae.VAETrainConfig` from notebook literals (LDM's L1 + 1e-6·KL objective)."""
+    from ddlib.vae import VAETrainConfig
+
+    return VAETrainConfig(dataset=dataset, data_limit=data_limit, preset=preset, vae=dict(overrides or {}), steps=steps,
+                          batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, max(steps - 1, 0)),
+                          ema_decay=ema_decay, seed=seed, scale_images=scale_images,
+                          log_every=max(1, steps // log_points), checkpoint_every=max(1, math.ceil(steps / 4)))
+
+
+def train_vae_cached(ctx, config, data=None):
+    """The VAE run of ``config`` (cached like a diffusion run; :func:`ddlib.vae.train_vae`)."""
+    from ddlib.vae import train_vae
+
+    return ctx.train(config, data=data, train_fn=train_vae)
+
+
+def train_latent_cached(ctx, config, vae_run):
+    """The latent diffusion run of ``config`` on the latents of ``vae_run`` (cached; keyed by both)."""
+    from ddlib.data import default_cache_dir
+    from ddlib.vae import train_latent_diffusion
+
+    def train_fn(cfg, out_dir, data=None, **kw):
+        return train_latent_diffusion(cfg, vae_run.run_dir, out_dir, cache_dir=default_cache_dir() / "latents", **kw)
+
+    return ctx.train(config, train_fn=train_fn, extra_key={"vae_run": vae_run.key})
+
+
+def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str) -> tuple[list[dict], list[torch.Tensor]]:
+    """PSNR/SSIM of the VAE's reconstructions of ``images`` and of the bicubic baseline at the same factor.
+
+    Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.
+    """
+    from ddlib.vae import bicubic_reconstruction, image_quality, load_vae, reconstruct
+
+    vae = load_vae(vae_run.run_dir, device=ctx.device)
+    cfg = vae.config
+    t0 = time.perf_counter()
+    recon = reconstruct(vae, images)
+    seconds = time.perf_counter() - t0
+    bicubic = bicubic_reconstruction(images, cfg.factor)
+    q_vae, q_bic = image_quality(images, recon), image_quality(images, bicubic)
+    latent = "×".join(map(str, cfg.latent_shape))
+    rows = [ctx.row(wall_s=seconds, n_samples=len(images), reference=dataset_label, method=f"VAE {vae_run.config.preset} (f={cfg.factor})",
+                    latent_shape=latent, scale_factor=round(vae.scale_factor, 4), train_steps=vae_run.config.steps,
+                    psnr_db=round(q_vae["psnr"], 2), ssim=round(q_vae["ssim"], 4), train_s=vae_run.wall_s),
+            ctx.row(wall_s=None, n_samples=len(images), reference=dataset_label, method=f"bicubic ↓{cfg.factor} ↑{cfg.factor} (baseline)",
+                    latent_shape=f"3×{cfg.image_size // cfg.factor}×{cfg.image_size // cfg.factor}", scale_factor=None,
+                    train_steps=None, psnr_db=round(q_bic["psnr"], 2), ssim=round(q_bic["ssim"], 4), train_s=None)]
+    k = min(8, len(images))
+    return rows, [images[:k], recon[:k], bicubic[:k]]
+
+
+def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int = 64, width: int = 32, seed: int = 0):
+    """A :class:`ddlib.classifier.SmallCNN` trained on ``train_data`` (cached weights) and its accuracy on ``val_data``."""
+    import hashlib
+
+    from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
+    from ddlib.classifier import SmallCNN, class_consistency, train_classifier
+
+    digest = hashlib.sha1(train_data.images.numpy().tobytes())
+    digest.update(train_data.labels.numpy().tobytes())
+    key = config_hash({"data": digest.hexdigest(), "steps": steps, "batch_size": batch_size, "width": width, "seed": seed})
+    path = ctx.cache_root / "models" / f"classifier-{key}.pt"
+    from ddlib.cache import force_enabled
+
+    t0 = time.perf_counter()
+    if path.is_file() and not force_enabled():
+        state = load_checkpoint(path)
+        clf = SmallCNN(state["num_classes"], state["in_channels"], width)
+        clf.load_state_dict(state["model"])
+        clf = clf.to(ctx.device).eval()
+        seconds = state["train_s"]
+    else:
+        clf = train_classifier(train_data, steps, batch_size=batch_size, width=width, seed=seed, device=ctx.device)
+        seconds = time.perf_counter() - t0
+        save_checkpoint({"kind": "classifier", "num_classes": clf.num_classes, "in_channels": clf.in_channels,
+                         "model": clf.state_dict(), "train_s": seconds}, path)
+    acc = class_consistency(clf, val_data.images, val_data.labels)
+    return clf, {"val_accuracy": round(acc, 4), "train_s": round(seconds, 1), "steps": steps}
+
+
+def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, scales: Sequence[float], n: int,
+                   num_steps: int, reference: str, reference_label: str, batch_size: int, seed: int = 0) -> list[dict]:
+    """The classifier-free guidance sweep (:func:`ddlib.sweep.guidance_sweep`): FID, KID, class consistency per scale s."""
+    from ddlib.sweep import guidance_sweep
+    from ddlib.train import load_trained
+    from ddlib.vae import load_vae
+
+    key = {"ldm": ldm_run.key, "vae": vae_run.key, "classifier": classifier_info, "scales": [float(s) for s in scales],
+           "n": n, "num_steps": num_steps, "reference": reference_label, "seed": seed}
+
+    def sweep() -> dict:
+        trained = load_trained(ldm_run.run_dir, device=ctx.device)
+        vae = load_vae(vae_run.run_dir, device=ctx.device)
+        recs = guidance_sweep(trained.model, trained.schedule, list(scales), n, classifier, num_steps=num_steps,
+                              seed=seed, batch_size=batch_size, decode=vae.decode,
+                              metrics=lambda images: ctx.score(images, reference))
+        return {"records": recs, "hardware": ctx.hardware}
+
+    res = ctx.cached("guidance_sweep", key, sweep)
+    rows = []
+    for r in res["records"]:
+        rows.append(ctx.row(wall_s=r["sample_seconds"] + r.get("score_s", 0.0), n_samples=r["n"], reference=reference_label,
+                            dataset=ldm_run.config.dataset, scale=r["scale"], steps=num_steps, fid=r["fid"], kid=r["kid"],
+                            kid_std=r["kid_std"], class_consistency=round(r["class_consistency"], 4),
+                            classifier_val_acc=classifier_info["val_accuracy"], sample_s=r["sample_seconds"]))
+    return rows
+
+
+def per_class_samples(ctx, ldm_run, vae_run, *, classes: Sequence[int], per_class: int, scale: float, num_steps: int,
+                      seed: int = 0) -> list[torch.Tensor]:
+    """``per_class`` guided samples of each class in ``classes`` (one uint8 tensor per class; cached)."""
+    from ddlib.generate import generate
+    from ddlib.train import load_trained
+    from ddlib.vae import load_vae
+
+    def make():
+        trained = load_trained(ldm_run.run_dir, device=ctx.device)
+        vae = load_vae(vae_run.run_dir, device=ctx.device)
+        labels = torch.tensor([c for c in classes for _ in range(per_class)])
+        return generate(trained.model, trained.schedule, len(labels), num_steps=num_steps, labels=labels, guidance=scale,
+                        seed=seed, batch_size=len(labels), decode=vae.decode, progress=False)[0]
+
+    key = {"ldm": ldm_run.key, "vae": vae_run.key, "classes": list(classes), "per_class": per_class, "scale": scale,
+           "num_steps": num_steps, "seed": seed}
+    images = ctx.cached_images("per_class", key, make)
+    return [images[i * per_class:(i + 1) * per_class] for i in range(len(classes))]

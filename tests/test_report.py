@@ -1,0 +1,276 @@
+"""The notebook report: profiles, caches, table/figure writers, a failing notebook, and the smoke report end to end.
+
+The end-to-end test runs ``python -m ddlib.pipeline report --profile smoke`` (what ``make report
+PROFILE=smoke`` runs) into a temporary folder, checks every executed notebook for error outputs and
+every expected table and figure, then builds the PDF (``make pdf``'s command) when xelatex and pandoc
+are installed (``make pdf-deps``) and checks that its text holds every table's heading.
+Cached checkpoints and metrics under ``.cache/ddlib/report`` are reused when present, as in a second
+``make report``; a clean clone computes everything (a few minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from ddlib import pipeline
+from ddlib.cache import cached_result, cached_train, run_key
+from ddlib.data import synthetic_dataset
+from ddlib.errors import DDLibError
+from ddlib.report import markdown_table, read_table, write_table
+from ddlib.train import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = sorted((REPO / "notebooks" / "profiles").glob("*.yaml"))
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\u2019", "'").replace("\u2018", "'")).strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# notebooks and profiles
+
+
+def test_notebooks_are_numbered_and_have_one_literal_parameters_cell():
+    nbs = pipeline.notebook_paths()
+    assert [p.stem[:2] for p in nbs] == ["01", "02", "03", "04", "05"]
+    for path in nbs:
+        nb = nbformat.read(path, as_version=4)
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, f"{path.name} needs exactly one cell tagged parameters"
+        for node in ast.parse(params[0].source).body:  # plain literals only: papermill must be able to replace them
+            assert isinstance(node, ast.Assign), f"{path.name}: only assignments in the parameters cell"
+            ast.literal_eval(node.value)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not re.search(r"^\s*(def|class)\s", cell.source, re.M), f"{path.name} defines logic: {cell.source[:60]}"
+                assert not cell.get("outputs"), f"{path.name} is committed with outputs"
+
+
+def test_notebook_defaults_are_the_quick_profile():
+    """Run top to bottom in JupyterLab, a notebook does what `make report` (PROFILE=quick) does."""
+    quick = pipeline.load_profile("quick")
+    for path in pipeline.notebook_paths():
+        for name, default in pipeline.notebook_parameters(path).items():
+            if name in quick:
+                assert ast.literal_eval(default) == quick[name], f"{path.name}: {name} = {default}, quick has {quick[name]!r}"
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_profiles_only_set_declared_parameters(profile):
+    params = pipeline.load_profile(profile.stem)
+    assert params["profile"] == profile.stem
+    pipeline.check_profile(params, pipeline.notebook_paths())  # raises on a typo
+
+
+def test_unknown_profile_key_is_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"profile": "bad", "train_stepz": 3}))
+    with pytest.raises(DDLibError, match="train_stepz"):
+        pipeline.check_profile(pipeline.load_profile(str(bad)), pipeline.notebook_paths())
+
+
+# --------------------------------------------------------------------------------------------------
+# caches
+
+
+TINY = dict(dataset="synthetic:train", preset="test", batch_size=8, lr=1e-3, warmup_steps=1, log_every=1,
+            checkpoint_every=2, unet={"base_channels": 8, "norm_groups": 4, "attention_levels": []})
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared machine cannot slow one thread's spin-waits."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cached_train_reuses_resumes_and_forces(tmp_path, monkeypatch, one_thread):
+    data = synthetic_dataset(32)
+    monkeypatch.delenv("FORCE", raising=False)
+    cfg = TrainConfig(steps=4, **TINY)
+    first = cached_train(cfg, tmp_path, data=data, device="cpu")
+    assert not first.reused and first.run_dir == tmp_path / "runs" / run_key(cfg)
+    assert (first.run_dir / "done.json").is_file() and len(first.log()) == 4
+    again = cached_train(cfg, tmp_path, data=data, device="cpu")
+    assert again.reused and again.wall_s == first.wall_s and again.run_dir == first.run_dir
+    # log_every does not change the weights: same folder; steps does: a new one
+    assert run_key(TrainConfig(steps=4, **{**TINY, "log_every": 2})) == run_key(cfg)
+    longer = TrainConfig(steps=6, **TINY)
+    assert run_key(longer) != run_key(cfg)
+    # an interrupted run (checkpoint at step 2, no done.json) resumes from its checkpoint
+    partial_dir = tmp_path / "runs" / run_key(longer)
+    train(TrainConfig(steps=2, **TINY), partial_dir, data=data, device="cpu", progress=False)
+    resumed = cached_train(longer, tmp_path, data=data, device="cpu")
+    assert resumed.resumed_from == 2 and not resumed.reused
+    monkeypatch.setenv("FORCE", "1")
+    forced = cached_train(cfg, tmp_path, data=data, device="cpu")
+    assert not forced.reused and forced.resumed_from == 0
+
+
+def test_cached_result_keys_and_force(tmp_path, monkeypatch):
+    monkeypatch.delenv("FORCE", raising=False)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return {"fid": 12.5}
+
+    a = cached_result("score", {"run": "x", "n": 10}, fn, tmp_path)
+    b = cached_result("score", {"run": "x", "n": 10}, fn, tmp_path)
+    c = cached_result("score", {"run": "x", "n": 20}, fn, tmp_path)
+    assert a["fid"] == b["fid"] == 12.5 and not a["cached"] and b["cached"] and not c["cached"] and len(calls) == 2
+    monkeypatch.setenv("FORCE", "1")
+    cached_result("score", {"run": "x", "n": 10}, fn, tmp_path)
+    assert len(calls) == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# tables and provenance
+
+
+def test_tables_carry_provenance_and_round_trip(tmp_path):
+    ctx = pipeline.start("unit", "00_test", reports_dir=tmp_path, cache_dir=tmp_path / "cache", device="cpu")
+    rows = [ctx.row(wall_s=1.234, n_samples=50, reference="cifar10:test (10000 images)", sampler="DDIM", steps=50,
+                    fid=12.3456789, note="a | b")]
+    shown = ctx.table("demo", rows, "Demo table", columns=["sampler", "steps", "fid"])
+    md = (ctx.tables_dir / "demo.md").read_text()
+    assert md.startswith("### Demo table\n") and "a \\| b" not in md  # only the chosen columns + provenance
+    assert "| sampler | steps | fid | provenance |" in md
+    assert f"| DDIM | 50 | 12.35 | unit · {ctx.hardware} · 1.23 s · n = 50 · ref cifar10:test (10000 images) |" in md
+    assert shown is not None
+    back = read_table(ctx.tables_dir / "demo.csv")
+    assert back[0]["fid"] == pytest.approx(12.3456789) and back[0]["n_samples"] == 50 and back[0]["profile"] == "unit"
+    assert json.loads((ctx.tables_dir / "index.json").read_text())["demo"]["title"] == "Demo table"
+    with pytest.raises(DDLibError, match="provenance"):
+        ctx.table("bad", [{"fid": 1.0}], "Bad")
+    assert "\\|" in markdown_table([{"a": "x|y"}])
+    with pytest.raises(ValueError):
+        write_table([], tmp_path / "empty", "Empty")
+
+
+# --------------------------------------------------------------------------------------------------
+# a failing notebook stops the run
+
+
+def _notebook(path: Path, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "x"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "ddlib", "display_name": "Python (ddlib)", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_failing_notebook_stops_the_report_with_its_name_and_error(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_fine.ipynb", "x = 1 + 1", "print(x)")
+    _notebook(nbs / "02_broken.ipynb", "y = 2", "raise ValueError('the model diverged')", "print('never')")
+    _notebook(nbs / "03_after.ipynb", "print('not reached')")
+    profile = tmp_path / "t.yaml"
+    profile.write_text("profile: t\n")
+    out = tmp_path / "reports"
+    (out / "t").mkdir(parents=True)
+    (out / "t" / "report.html").write_text("stale")  # a previous run's report must not survive a failure
+
+    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", str(profile),
+                           "--reports-dir", str(out), "--notebooks-dir", str(nbs)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("notebook "))
+    m = re.fullmatch(r"notebook 02_broken failed in cell (\d+): ValueError: the model diverged", line)
+    assert m, line
+    executed = nbformat.read(out / "t" / "notebooks" / "02_broken.ipynb", as_version=4)
+    failing = [c for c in executed.cells if c.cell_type == "code" and c.get("execution_count") == int(m.group(1))]
+    assert len(failing) == 1 and "raise ValueError" in failing[0].source
+    assert (out / "t" / "notebooks" / "01_fine.ipynb").is_file()
+    assert not (out / "t" / "notebooks" / "03_after.ipynb").exists()
+    assert not (out / "t" / "report.html").exists()
+    assert (out / "t" / "STATUS").read_text().startswith("FAILED: notebook 02_broken failed in cell")
+    with pytest.raises(DDLibError, match="no complete report"):
+        pipeline.build_pdf(out / "t")
+
+
+# --------------------------------------------------------------------------------------------------
+# the smoke report end to end
+
+
+def _errors(nb) -> list[str]:
+    found = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.output_type == "error":
+                found.append(f"{o.ename}: {o.evalue}")
+            elif o.output_type == "stream" and o.name == "stderr" and "Traceback" in o.text:
+                found.append(o.text[-300:])
+    return found
+
+
+@pytest.mark.slow
+def test_smoke_report_end_to_end(tmp_path):
+    out_root = tmp_path / "reports"
+    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", "smoke", "--reports-dir",
+                           str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = out_root / "smoke"
+    assert (out / "STATUS").read_text().startswith("complete")
+
+    for path in pipeline.notebook_paths():
+        executed = out / "notebooks" / path.name
+        assert executed.is_file(), f"{path.name} was not executed"
+        assert not _errors(nbformat.read(executed, as_version=4)), f"{path.name}: {_errors(nbformat.read(executed, as_version=4))}"
+        assert not pipeline.check_outputs(out, path.stem), f"{path.stem} missing {pipeline.check_outputs(out, path.stem)}"
+
+    index = json.loads((out / "tables" / "index.json").read_text())
+    titles = {name: entry["title"] for name, entry in index.items()}
+    for name in titles:
+        for ext in ("csv", "md"):
+            assert (out / "tables" / f"{name}.{ext}").stat().st_size > 0
+        rows = read_table(out / "tables" / f"{name}.csv")
+        assert rows and all(set(pipeline.PROVENANCE_COLUMNS) <= set(r) and r["profile"] for r in rows), name
+    for name in json.loads((out / "figures" / "index.json").read_text()):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+
+    html = (out / "report.html").read_text()
+    assert "profile" in html and "smoke" in html
+    for title in titles.values():
+        assert title.replace("&", "&amp;") in html, title
+    assert html.count("data:image/png;base64") >= len(json.loads((out / "figures" / "index.json").read_text()))
+
+    # a second run of a notebook reuses the cached model and metrics
+    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", "smoke", "--reports-dir",
+                           str(out_root), "--only", "01"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert read_table(out / "tables" / "train_ddpm.csv")[0]["reused"] is True
+    assert (out / "STATUS").read_text().startswith("incomplete")  # 05 must run again to make a report
+    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", "smoke", "--reports-dir",
+                           str(out_root), "--only", "05"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0 and (out / "STATUS").read_text().startswith("complete")
+
+    if pipeline.pdf_requirements() or shutil.which("pdftotext") is None:
+        pytest.skip("PDF check skipped: xelatex, pandoc or pdftotext missing (make pdf-deps installs them)")
+    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "pdf", "--profile", "smoke", "--reports-dir",
+                           str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    pdf = out / "report.pdf"
+    assert pdf.stat().st_size > 10_000
+    text = _normalise(subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                                     check=True).stdout)
+    for title in titles.values():
+        assert _normalise(title) in text, f"PDF lacks the heading {title!r}"
+    assert "Profile: smoke" in text
