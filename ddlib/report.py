@@ -329,7 +329,8 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None, d
     body = [[cell(r.get(c)) for c in columns] for r in rows]
     # pandoc sizes the columns of a wide table by the dashes under each header: make them follow the content
     widths = [min(max([len(c)] + [len(row[i]) for row in body]), 30) for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" " + "-" * max(3, w) + " " for w in widths) + "|"]
+    headers = [c.replace("_", " ") for c in columns]  # spaces let LaTeX wrap long headers; the CSV keeps the names
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" " + "-" * max(3, w) + " " for w in widths) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
 
