@@ -58,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
             print("KID: n/a (a statistics file holds no features)")
         else:
             m, s = kid(a.features, b.features)
-            print(f"KID: {m:.6f} ± {s:.6f} (subsets of {min(1000, len(a.features), len(b.features))})")
+            size = min(1000, len(a.features), len(b.features))
+            if size == len(a.features) == len(b.features):
+                print(f"KID: {m:.6f} (all {size} vs {size} images: no subsets to spread over)")
+            else:
+                print(f"KID: {m:.6f} ± {s:.6f} (mean ± std over 100 subsets of {size})")
     print(f"FID of A (n={a.stats.n}) vs B (n={b.stats.n}); {time.perf_counter() - t0:.1f} s")
     print(f"{value:.6f}")
     return 0

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ddlib.errors import DDLibError
-    from ddlib.metrics import _looks_like_spec, default_device, image_source, reference_paths
+    from ddlib.metrics import default_device, image_source, reference_paths
+    from ddlib.metrics.reference import _looks_like_spec, _normalize_spec, _resolve_count
 
     src = str(args.source)
     is_spec = not Path(src).exists() and _looks_like_spec(src)
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     s = image_source(src, limit=args.limit, device=device, batch_size=args.batch_size,
                      progress=not args.no_progress, data_dir=args.data_dir, name="SOURCE")
     print(s.description)
-    path = s.stats.save(args.out) if args.out else reference_paths(src, args.limit)[0]
+    if args.out:
+        path = s.stats.save(args.out)
+    else:
+        spec = _normalize_spec(src)
+        path = reference_paths(spec, _resolve_count(spec, args.limit, args.data_dir, None, False))[0]
     print(path)
     return 0

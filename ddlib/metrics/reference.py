@@ -86,6 +86,24 @@ def _current_sha1(spec: str, count: int | None, data_dir, cache_dir, progress: b
     return _IMAGE_SHA1[key][0]
 
 
+_TOTALS: dict[tuple, int] = {}
+
+
+def _resolve_count(spec: str, count: int | None, data_dir, cache_dir, progress: bool) -> int | None:
+    """``None`` (the whole split) when ``count`` is None or covers the split; else ``count``."""
+    if count is None:
+        return None
+    key = (spec, str(data_dir), str(cache_dir))
+    if key not in _TOTALS:
+        from ddlib.data import load_dataset
+
+        try:
+            _TOTALS[key] = len(load_dataset(spec, data_dir=data_dir, cache_dir=cache_dir, progress=progress).images)
+        except DDLibError:
+            return count  # data not here: use whatever cache file exists under this count
+    return None if count >= _TOTALS[key] else count
+
+
 def reference_features(spec: str, *, count: int | None = None, data_dir=None, cache_dir=None, device=None,
                        batch_size: int | None = None, progress: bool = True) -> tuple[np.ndarray, dict]:
     """Features (N, 2048) and provenance of a data set split, cached (see the module docstring).
@@ -94,6 +112,7 @@ def reference_features(spec: str, *, count: int | None = None, data_dir=None, ca
     not available here); otherwise (e.g. original instead of JPEG CIFAR-10) it is recomputed.
     """
     spec = _normalize_spec(spec)
+    count = _resolve_count(spec, count, data_dir, cache_dir, progress)
     _, fpath = reference_paths(spec, count, cache_dir)
     if fpath.is_file():
         with np.load(fpath, allow_pickle=False) as z:
@@ -126,10 +145,12 @@ def reference_statistics(spec: str, *, count: int | None = None, data_dir=None, 
                          batch_size: int | None = None, progress: bool = True) -> FIDStatistics:
     """FID statistics of a data set split (``"cifar10:test"``), computed once and cached with provenance.
 
-    ``count=None`` uses the whole split; otherwise a seeded random subset of ``count`` images. Checked
+    ``count=None`` (or a count covering the split) uses the whole split; otherwise a seeded random subset
+    of ``count`` images. Checked
     against the data as in :func:`reference_features`.
     """
     spec = _normalize_spec(spec)
+    count = _resolve_count(spec, count, data_dir, cache_dir, progress)
     spath, _ = reference_paths(spec, count, cache_dir)
     if spath.is_file():
         st = FIDStatistics.load(spath)
@@ -179,6 +200,7 @@ def _prepare(src, *, limit, data_dir, progress, name):
             desc = f"{name}: {path} ({len(images)} images)"
         elif _looks_like_spec(s):
             spec = _normalize_spec(s)
+            limit = _resolve_count(spec, limit, data_dir, None, progress)
             if _current_sha1(spec, limit, data_dir, None, progress) is None and not reference_paths(spec, limit)[1].is_file():
                 _reference_images(spec, limit, data_dir, None, progress)  # raises the data set's own clear error
             return spec
