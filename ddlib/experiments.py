@@ -224,9 +224,27 @@ def train_latent_cached(ctx, config, vae_run):
     return ctx.train(config, train_fn=train_fn, extra_key={"vae_run": vae_run.key})
 
 
-def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str) -> tuple[list[dict], list[torch.Tensor]]:
+def training_reference(ctx, data, count: int | None) -> tuple[str, str]:
+    """Register the training images of ``data`` (a seeded random subset of ``count``; ``None``: all) as a FID
+    reference. Returns ``(name, label)``: ``name`` for :meth:`ddlib.pipeline.Context.score`, ``label`` for tables.
+    """
+    from ddlib.metrics import subset_indices
+
+    images = data.images
+    name = f"{data.name}, {data.num_classes} classes"
+    if count is not None and count < len(images):
+        images = images[torch.from_numpy(subset_indices(len(images), count))]
+        name += ", random subset (seed 0)"
+    return name, ctx.image_reference(images, name)
+
+
+def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, reference: str | None = None,
+              reference_label: str | None = None) -> tuple[list[dict], list[torch.Tensor]]:
     """PSNR/SSIM of the VAE's reconstructions of ``images`` and of the bicubic baseline at the same factor.
 
+    With a ``reference`` (a name for :meth:`ddlib.pipeline.Context.score`) each row also gets FID/KID of its
+    images against it, and a first row scores the real ``images`` themselves: the floor at this sample count.
+    The reconstructions' FID is the ceiling of any latent model decoded by this VAE.
     Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.
     """
     from ddlib.vae import bicubic_reconstruction, image_quality, load_vae, reconstruct
@@ -245,6 +263,17 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str) -> tuple[l
             ctx.row(wall_s=None, n_samples=len(images), reference=dataset_label, method=f"bicubic ↓{cfg.factor} ↑{cfg.factor} (baseline)",
                     latent_shape=f"3×{cfg.image_size // cfg.factor}×{cfg.image_size // cfg.factor}", scale_factor=None,
                     train_steps=None, psnr_db=round(q_bic["psnr"], 2), ssim=round(q_bic["ssim"], 4), train_s=None)]
+    if reference is not None:
+        real = ctx.row(wall_s=None, n_samples=len(images), reference=dataset_label, method="real images (no model)",
+                       latent_shape=None, scale_factor=None, train_steps=None, psnr_db=None, ssim=None, train_s=None)
+        rows.insert(0, real)
+        import hashlib
+
+        key = {"vae": vae_run.key, "images": hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest(),
+               "reference": reference_label}
+        scores = ctx.cached("vae_fid", key, lambda: {"scores": [ctx.score(x, reference) for x in (images, recon, bicubic)]})
+        for row, score in zip(rows, scores["scores"]):
+            row.update(fid=score["fid"], kid=score["kid"], kid_std=score["kid_std"], fid_reference=reference_label)
     k = min(8, len(images))
     return rows, [images[:k], recon[:k], bicubic[:k]]
 

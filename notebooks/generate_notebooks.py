@@ -99,7 +99,9 @@ def code(text: str, tags: tuple[str, ...] = ()):
     return cell
 
 
-def notebook(cells) -> nbformat.NotebookNode:
+def notebook(cells, name: str) -> nbformat.NotebookNode:
+    for i, cell in enumerate(cells):  # stable ids: regenerating an unchanged notebook changes nothing
+        cell["id"] = f"{name[:2]}-{i:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "ddlib", "display_name": "Python (ddlib)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -386,6 +388,7 @@ latent_dataset = "tiny-imagenet-100:train"
 latent_data_limit = 5000
 latent_reference = "tiny-imagenet-100:val"
 latent_reference_limit = 500
+guidance_reference_count = 1000   # FID/KID reference: this many training images of the same classes (None: all)
 # the KL autoencoder (ddlib.vae)
 vae_preset = "small"
 vae_overrides = {}
@@ -407,7 +410,7 @@ ema_decay = 0.995
 train_seed = 0
 # the classifier that scores class consistency, and the guidance sweep
 classifier_steps = 400
-guidance_scales = [0.0, 1.0, 2.0, 4.0]
+guidance_scales = [0.0, 1.0, 1.5, 2.0, 3.0, 5.0]
 guidance_samples = 100
 guidance_ddim_steps = 50
 per_class_classes = 6
@@ -445,12 +448,17 @@ vae_config = experiments.vae_train_config(dataset=latent_dataset, data_limit=lat
                                           overrides=vae_overrides, steps=vae_steps, batch_size=vae_batch_size, lr=vae_lr,
                                           warmup_steps=warmup_steps, ema_decay=ema_decay, seed=train_seed)
 vae_run = experiments.train_vae_cached(ctx, vae_config, data)
-vae_rows, recon_rows = experiments.vae_table(ctx, vae_run, val.images, f"{latent_reference} ({len(val)} images)")
+fid_ref, fid_ref_label = experiments.training_reference(ctx, data, guidance_reference_count)
+vae_rows, recon_rows = experiments.vae_table(ctx, vae_run, val.images, f"{latent_reference} ({len(val)} images)",
+                                             reference=fid_ref, reference_label=fid_ref_label)
 report.show(report.save_image_rows(recon_rows, ctx.figure("vae_reconstructions", "Validation images (top), their VAE "
             "reconstructions D(E(x)) (middle) and the bicubic down/up-sampling baseline at the same factor (bottom)."),
             row_labels=["original", "VAE", "bicubic"]))
 ctx.table("vae", vae_rows, "The VAE: reconstruction quality on validation images",
-          columns=["method", "latent_shape", "scale_factor", "train_steps", "psnr_db", "ssim", "train_s"])
+          columns=["method", "latent_shape", "scale_factor", "train_steps", "psnr_db", "ssim", "fid", "kid", "train_s"],
+          notes=[f"FID/KID of the {len(val)} validation images, their reconstructions and the bicubic baseline against "
+                 f"{fid_ref_label}. The reconstructions' FID bounds what any latent model decoded by this VAE can reach; "
+                 "the real images' FID is the floor at this sample count."])
 """),
     md(r"""
 ## Latent diffusion with label dropout
@@ -484,23 +492,21 @@ $$\tilde\varepsilon_\theta(z_t, y) = \varepsilon_\theta(z_t, \varnothing) + s\,\
 $s = 0$ is the unconditional model, $s = 1$ the plain conditional one, $s > 1$ extrapolates towards what
 distinguishes class $y$. `ddlib.guidance.GuidedModel` wraps the network with this rule, so the DDIM sampler is
 unchanged. The sweep samples the same labels from the same noise at each $s$, decodes with $\mathcal D$, and scores
-FID/KID against the validation images of the same classes, and **class consistency**: the fraction of samples a
+FID/KID against training images of the same classes, and **class consistency**: the fraction of samples a
 separately trained classifier assigns to the requested class (its accuracy on real validation images is given
 beside it — the ceiling of that proxy).
 """),
     code("""\
-ref_label = ctx.image_reference(val.images, f"{latent_reference}, first {val.num_classes} classes")
 classifier, classifier_info = experiments.cached_classifier(ctx, data, val, steps=classifier_steps, seed=train_seed)
 rows = experiments.guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info, scales=guidance_scales,
                                   n=guidance_samples, num_steps=min(guidance_ddim_steps, latent_timesteps),
-                                  reference=f"{latent_reference}, first {val.num_classes} classes",
-                                  reference_label=ref_label, batch_size=sample_batch)
+                                  reference=fid_ref, reference_label=fid_ref_label, batch_size=sample_batch)
 ctx.table("guidance_sweep", rows, "Latent DDIM + classifier-free guidance: the guidance sweep",
           columns=["scale", "steps", "fid", "kid", "kid_std", "class_consistency", "classifier_val_acc", "sample_s"])
 """),
     code("""\
-report.show(report.plot_lines(rows, "scale", "fid", ctx.figure("guidance_sweep", "FID (against the validation images "
-            "of the same classes) and class consistency against the guidance scale s."), title="guidance sweep: FID",
+report.show(report.plot_lines(rows, "scale", "fid", ctx.figure("guidance_sweep", "FID (against training images "
+            "of the same classes) against the guidance scale s."), title="guidance sweep: FID",
             xlabel="guidance scale s", ylabel="FID"))
 report.show(report.plot_lines(rows, "scale", "class_consistency", ctx.figure("guidance_consistency", "Class "
             "consistency of guided samples against s (the classifier's validation accuracy is the ceiling)."),
@@ -678,7 +684,7 @@ def main(argv: list[str]) -> int:
     wanted = argv or list(targets)
     for name in wanted:
         path = HERE / f"{name}.ipynb"
-        nbformat.write(notebook(targets[name]), path)
+        nbformat.write(notebook(targets[name], name), path)
         print(f"wrote {path.relative_to(HERE.parent)}")
     return 0
 
