@@ -43,7 +43,7 @@ def provenance_markdown(out: Path, profile: str) -> str:
     import torch
 
     import ddlib
-    from ddlib.pipeline import REPO_ROOT
+    from ddlib.context import REPO_ROOT
 
     hardware = sorted({str(r["hardware"]) for f in (out / "tables").glob("*.csv") for r in read_table(f)
                        if r.get("hardware") and r.get("profile") == profile})
@@ -152,7 +152,7 @@ def summary_table(ctx) -> object:
 
 def show_table(out: Path, name: str, missing: str = "not run in this profile"):
     """The Markdown of ``tables/<name>.md`` for display, or a note when the table is absent."""
-    from ddlib.pipeline import markdown
+    from ddlib.context import markdown
 
     path = Path(out) / "tables" / f"{name}.md"
     return markdown(path.read_text() if path.is_file() else f"*Table `{name}`: {missing}.*")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddlib.device import hardware_string, resolve_device
 from ddlib.errors import DDLibError
 from ddlib.samplers import ddim_sample
 from ddlib.schedules import make_schedule
@@ -57,7 +58,8 @@ class DiffusersUNet(nn.Module):
         self.net = UNet2DModel(
             sample_size=32, in_channels=3, out_channels=3, layers_per_block=2, block_out_channels=(128, 256, 256, 256),
             down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),  # attention at 16×16 both ways
+            attention_head_dim=None,  # one head over all channels, as in the checkpoint's config (diffusers' default is 8)
             downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32, dropout=dropout,
         )
         self.config = unet_from_preset("ho-cifar10").config  # same network: its shape facts for the bench
@@ -84,10 +86,15 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: i
 
 
 def forward_flops(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
-    """FLOPs of one forward pass per image, counted by ``torch.utils.flop_counter``."""
+    """FLOPs of one forward pass per image, counted by ``torch.utils.flop_counter``.
+
+    Attention is counted through the math backend of ``scaled_dot_product_attention``: the counter has
+    no formula for the fused CPU kernel, which would otherwise count as zero.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), torch.no_grad():
         model(x, t)
     return counter.get_total_flops() / x.shape[0]
 
@@ -134,7 +141,7 @@ def _timed(fn: Callable[[], None], n: int, device: torch.device) -> float:
 
 def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[str], None] = print) -> list[dict]:
     """Benchmark ddlib's model (and diffusers' with ``compare="diffusers"``); one result dict per model."""
-    from ddlib.train import autocast_dtype, resolve_device
+    from ddlib.train import autocast_dtype
 
     device = resolve_device(cfg.device)
     amp = autocast_dtype(cfg.precision, device)
@@ -183,17 +190,8 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
         # training = forward + backward ≈ 3× forward FLOPs (the usual estimate)
         res["train_mfu"] = 3 * res["fwd_gflops_per_img"] * 1e9 * res["train_img_per_s"] / peak
         res["matmul_tflops"] = peak / 1e12
-        res.update({"device": _hardware(device), **{k: v for k, v in asdict(cfg).items() if k != "device"}})
+        res.update({"device": hardware_string(device), **{k: v for k, v in asdict(cfg).items() if k != "device"}})
     if "diffusers" in results:
         for key in ("train_img_per_s", "sample_img_per_s"):
             results["ddlib"][f"{key}_vs_diffusers"] = results["ddlib"][key] / results["diffusers"][key]
     return list(results.values())
-
-
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import os
-    import platform
-
-    return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

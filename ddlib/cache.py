@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from ddlib.checkpoint import config_hash
+from ddlib.device import hardware_string, resolve_device
 from ddlib.errors import DDLibError
 
 FORCE_ENV = "FORCE"
@@ -52,24 +52,6 @@ def default_root() -> Path:
     from ddlib.data import default_cache_dir
 
     return default_cache_dir() / "report"
-
-
-def hardware_string(device: str | torch.device | None = None) -> str:
-    """What a measurement ran on: the GPU's name, or the CPU model with its core and thread counts."""
-    device = torch.device(device) if device is not None and str(device) != "auto" else (
-        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} CPU cores, {torch.get_num_threads()} torch threads"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -136,7 +118,7 @@ def cached_train(config, root: str | Path | None = None, *, data=None, device: s
     :func:`ddlib.train.train` (same signature), e.g. for another kind of model.
     """
     from ddlib.checkpoint import load_checkpoint
-    from ddlib.train import resolve_device, train
+    from ddlib.train import train
 
     train_fn = train_fn or train
     root = Path(root) if root is not None else default_root()

@@ -19,9 +19,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddlib.data import ImageSet, random_hflip, to_model_range
+from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
 from ddlib.guidance import check_labels
-from ddlib.train import batch_indices, resolve_device, step_seed
+from ddlib.train import batch_indices, step_seed
 
 
 class SmallCNN(nn.Module):

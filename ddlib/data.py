@@ -100,8 +100,32 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 _CACHE_VERSION = 1  # bump when the cache's content or layout changes, to invalidate old caches
 
 
+class TensorSet:
+    """What a training loop reads from a data set held as one tensor ``images`` (N, C, H, W) with ``labels``
+    and ``classes``: its length, class count, spatial size and channel count."""
+
+    images: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        """The height H (all sets here are square)."""
+        return self.images.shape[2]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+
 @dataclass(frozen=True, eq=False)
-class ImageSet:
+class ImageSet(TensorSet):
     """A whole image data set in memory.
 
     Attributes:
@@ -135,22 +159,6 @@ class ImageSet:
             raise DDLibError(f"ImageSet has {len(self.classes)} classes but {len(self.class_names)} class names")
         object.__setattr__(self, "images", self.images.contiguous())
         object.__setattr__(self, "class_names", self.class_names or self.classes)
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_size(self) -> int:
-        """The image height H (all sets here are square)."""
-        return self.images.shape[2]
-
-    @property
-    def channels(self) -> int:
-        return self.images.shape[1]
 
     def subset(self, n: int) -> ImageSet:
         """The first ``n`` images (all of them when ``n >= len(self)``), in the set's order.

@@ -1,9 +1,9 @@
 """The report's experiments as functions: each notebook cell calls one of these and shows what it returns.
 
-Every function takes the notebook's :class:`ddlib.pipeline.Context` (output folder, device, cache,
+Every function takes the notebook's :class:`ddlib.context.Context` (output folder, device, cache,
 provenance), does its work through the cached steps of :mod:`ddlib.cache`, writes its table or figure
 and returns rows or paths. Numbers carry provenance: profile, hardware, wall time, sample counts and
-the FID reference (see :meth:`ddlib.pipeline.Context.row`).
+the FID reference (see :meth:`ddlib.context.Context.row`).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
 
 
 def elapsed(ctx) -> float:
-    """Seconds since the notebook called :func:`ddlib.pipeline.start`."""
+    """Seconds since the notebook called :func:`ddlib.context.start`."""
     return time.perf_counter() - ctx.started
 
 
@@ -226,7 +226,7 @@ def train_latent_cached(ctx, config, vae_run):
 
 def training_reference(ctx, data, count: int | None) -> tuple[str, str]:
     """Register the training images of ``data`` (a seeded random subset of ``count``; ``None``: all) as a FID
-    reference. Returns ``(name, label)``: ``name`` for :meth:`ddlib.pipeline.Context.score`, ``label`` for tables.
+    reference. Returns ``(name, label)``: ``name`` for :meth:`ddlib.context.Context.score`, ``label`` for tables.
     """
     from ddlib.metrics import subset_indices
 
@@ -242,7 +242,7 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
               reference_label: str | None = None) -> tuple[list[dict], list[torch.Tensor]]:
     """PSNR/SSIM of the VAE's reconstructions of ``images`` and of the bicubic baseline at the same factor.
 
-    With a ``reference`` (a name for :meth:`ddlib.pipeline.Context.score`) each row also gets FID/KID of its
+    With a ``reference`` (a name for :meth:`ddlib.context.Context.score`) each row also gets FID/KID of its
     images against it, and a first row scores the real ``images`` themselves: the floor at this sample count.
     The reconstructions' FID is the ceiling of any latent model decoded by this VAE.
     Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.

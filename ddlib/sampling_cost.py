@@ -1,11 +1,9 @@
 """Wall time and peak memory of sampling (DDPM against DDIM), each measurement in a fresh process.
 
-Why a fresh process: on a CPU, PyTorch tensors live in the C allocator, which ``tracemalloc`` does not
-see, and a process's peak resident set size only grows. So each sampler runs alone in a new Python
-process (``python -m ddlib.sampling_cost '<json>'``) that loads the model, resets the kernel's record of
-its peak resident memory (Linux: writing ``5`` to ``/proc/self/clear_refs`` resets ``VmHWM``; the
-``ru_maxrss`` of ``getrusage`` cannot be reset and, after ``fork``/``exec``, still holds the *parent's*
-size), samples one batch, and reports
+Why a fresh process: on a CPU, memory freed by an earlier measurement and reused is invisible to the
+next (:mod:`ddlib.cost`). So each sampler runs alone in a new Python process
+(``python -m ddlib.sampling_cost '<json>'``) that loads the model, samples one batch under
+:func:`ddlib.cost.measure`, and reports
 
 - ``wall_s``: seconds for the sampling call alone (model loading excluded);
 - ``peak_rss_mb``: the process's peak resident memory while sampling, model and Python included;
@@ -21,80 +19,45 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from ddlib import cost
+
 METHOD_VERSION = 2  # part of cache keys: bump when what is measured changes
-
-
-def _status_mb(field: str) -> float | None:
-    """``VmRSS``/``VmHWM`` of this process from ``/proc/self/status`` in MB (None where unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the peak RSS (``VmHWM``) to the current RSS; False where the kernel does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    hwm = _status_mb("VmHWM")
-    if hwm is not None:
-        return hwm
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 def measure(run_dir: str, sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0, batch_size: int = 16,
             seed: int = 0, device: str = "cpu") -> dict:
     """Sample one batch from the run in *this* process and measure it (call it in a fresh process)."""
+    from ddlib.device import resolve_device
     from ddlib.generate import generate
-    from ddlib.train import load_trained, resolve_device
+    from ddlib.train import load_trained
 
     dev = resolve_device(device)
     trained = load_trained(run_dir, device=dev)
-    cuda = dev.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        cuda_before = torch.cuda.memory_allocated(dev)
-    import gc
+    rss_before = cost.status_mb("VmRSS")
+    result = {}
 
-    gc.collect()
-    exact = _reset_peak()
-    rss_before = _status_mb("VmRSS") or _peak_rss_mb()
-    t0 = time.perf_counter()
-    images, _ = generate(trained.model, trained.schedule, batch_size, sampler=sampler, num_steps=num_steps, eta=eta,
-                         seed=seed, batch_size=batch_size, progress=False)
-    if cuda:
-        torch.cuda.synchronize(dev)
-    wall = time.perf_counter() - t0
+    def sample():
+        result["images"], _ = generate(trained.model, trained.schedule, batch_size, sampler=sampler,
+                                       num_steps=num_steps, eta=eta, seed=seed, batch_size=batch_size, progress=False)
+
+    wall, added = cost.measure(sample, dev)
     steps = len(trained.schedule) if sampler == "ddpm" else num_steps
     out = {"sampler": sampler, "steps": steps, "eta": eta if sampler == "ddim" else None, "batch_size": batch_size,
-           "wall_s": round(wall, 3), "s_per_step": round(wall / steps, 5),
-           "peak_rss_mb": round(_peak_rss_mb(), 1), "rss_before_mb": round(rss_before, 1),
-           "sampling_rss_mb": round(max(_peak_rss_mb() - rss_before, 0.0), 1),
-           "memory_method": "VmHWM reset before sampling" if exact else "ru_maxrss (includes loading)",
-           "images_mean": float(images.float().mean())}
-    if cuda:
-        peak = torch.cuda.max_memory_allocated(dev)
-        out.update(cuda_peak_mb=round(peak / 2**20, 1), cuda_sampling_mb=round((peak - cuda_before) / 2**20, 1))
+           "wall_s": round(wall, 3), "s_per_step": round(wall / steps, 5), "memory_method": cost.memory_method(dev),
+           "images_mean": float(result["images"].float().mean())}
+    if dev.type == "cuda":
+        out.update(cuda_peak_mb=round(torch.cuda.max_memory_allocated(dev) / 2**20, 1), cuda_sampling_mb=round(added / 2**20, 1))
+    else:
+        peak = cost.status_mb("VmHWM")
+        out.update(peak_rss_mb=None if peak is None else round(peak, 1),
+                   rss_before_mb=None if rss_before is None else round(rss_before, 1), sampling_rss_mb=round(added / 2**20, 1))
     return out
 
 

@@ -11,25 +11,21 @@ against a reference — for instance with :mod:`ddlib.metrics`::
         return {"fid": fid(FIDStatistics.from_features(f), ref, features_a=f), "kid": kid(f, ref_feats)[0]}
 
 :func:`compare_latent_pixel_sampling` times the same sampler in latent space (plus one decode) and
-in pixel space at the same output resolution, and measures peak memory: on CUDA
-``torch.cuda.max_memory_allocated`` above the allocation before the call; on CPU the peak resident
-set size (RSS, read with psutil by a thread polling every millisecond) above the RSS before the call.
-The CPU figure counts whatever the process newly maps (tensors, allocator slack); memory freed by an
-earlier call and reused without a new mapping is not counted, so compare within one run.
+in pixel space at the same output resolution, and measures the peak memory each adds
+(:func:`ddlib.cost.measure`: CUDA allocations, or the peak resident set size on a CPU).
 """
 
 from __future__ import annotations
 
-import gc
-import threading
 import time
 from typing import Callable
 
-import psutil
 import torch
 from torch import nn
 
 from ddlib.classifier import SmallCNN, class_consistency
+from ddlib.cost import measure, memory_method
+from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
 from ddlib.generate import class_labels, generate
 from ddlib.schedules import NoiseSchedule
@@ -75,35 +71,6 @@ def guidance_sweep(
     return records
 
 
-def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, int]:
-    """(wall seconds, peak bytes above the start) of ``fn()``; see the module docstring for the memory method."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize(device)
-        return time.perf_counter() - t0, torch.cuda.max_memory_allocated(device) - base
-    gc.collect()
-    proc, peak, done = psutil.Process(), [0], threading.Event()
-    base = proc.memory_info().rss
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            done.wait(0.001)
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    t0 = time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - t0
-    done.set()
-    watcher.join()
-    return seconds, max(peak[0], proc.memory_info().rss) - base
-
-
 def compare_latent_pixel_sampling(
     latent_model: nn.Module,
     decode: Callable[[torch.Tensor], torch.Tensor],
@@ -132,8 +99,8 @@ def compare_latent_pixel_sampling(
         raise DDLibError(f"latent sampling gives {tuple(latent_out.shape[1:])} images but pixel sampling "
                          f"{tuple(pixel_out.shape[1:])}: compare models of the same output resolution")
     result = {"n": n, "num_steps": num_steps, "batch_size": batch_size, "image_shape": tuple(pixel_out.shape[1:]),
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-              "memory_method": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS (psutil, 1 ms polling)"}
+              "device": hardware_string(device),
+              "memory_method": memory_method(device)}
     for name, model, dec in (("latent", latent_model, decode), ("pixel", pixel_model, None)):
         seconds, peak = measure(lambda: run(model, dec, n, num_steps), device)
         cfg = model.config

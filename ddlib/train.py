@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ddlib.checkpoint import check_config, load_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
+from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
 from ddlib.guidance import drop_labels
 from ddlib.schedules import NoiseSchedule, make_schedule
@@ -108,15 +109,6 @@ class TrainConfig:
 
 # --------------------------------------------------------------------------------------------------
 # pieces of the loop
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DDLibError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
-    return device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -316,6 +308,13 @@ def diffusion_loss(schedule: NoiseSchedule, class_conditional: bool = False, p_u
     return loss_fn
 
 
+def seeded_model(config, data) -> nn.Module:
+    """``config.make_model(data)`` with weights drawn under ``config.seed``; the caller's RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return config.make_model(data)
+
+
 def train(
     config: TrainConfig,
     out_dir: str | Path,
@@ -331,9 +330,7 @@ def train(
     if data is None:
         data = load_dataset(config.dataset, limit=config.data_limit, progress=progress)
     schedule = config.make_schedule()
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
-        torch.manual_seed(config.seed)
-        model = config.make_model(data)
+    model = seeded_model(config, data)
     loss_fn = diffusion_loss(schedule, config.class_conditional, config.p_uncond, data.num_classes)
     extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(data.classes)}
     return fit(model, loss_fn, data, config, config.identity(), out_dir, device=device, resume=resume,

@@ -45,10 +45,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
-from ddlib.data import ImageSet, default_cache_dir, load_dataset, to_model_range, to_uint8
+from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_model_range, to_uint8
+from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
 from ddlib.train import (
-    CHECKPOINT, PRECISIONS, TrainConfig, TrainedModel, TrainResult, diffusion_loss, fit, load_trained, resolve_device,
+    CHECKPOINT, PRECISIONS, TrainConfig, TrainedModel, TrainResult, diffusion_loss, fit, load_trained, seeded_model,
 )
 from ddlib.unet import AttnBlock
 
@@ -325,9 +326,7 @@ def train_vae(
     """
     if data is None:
         data = load_dataset(config.dataset, limit=config.data_limit, progress=progress)
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, caller's RNG untouched
-        torch.manual_seed(config.seed)
-        model = config.make_model(data)
+    model = seeded_model(config, data)
     extra = {"kind": "vae", "vae_config": model.config.to_dict()}
     result = fit(model, vae_loss(config.recon_loss, config.kl_weight), data, config, config.identity(), out_dir,
                  device=device, resume=resume, progress=progress, extra_state=extra)
@@ -393,7 +392,7 @@ def bicubic_reconstruction(images: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True, eq=False)
-class LatentSet:
+class LatentSet(TensorSet):
     """A data set encoded by a VAE, shaped like an :class:`~ddlib.data.ImageSet` for :func:`fit`.
 
     ``images`` holds float32 scaled latents z = s·μ (N, c, h, w) (the name lets the training loop
@@ -406,21 +405,6 @@ class LatentSet:
     classes: tuple[str, ...]
     name: str
     vae_hash: str
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_size(self) -> int:
-        return self.images.shape[2]
-
-    @property
-    def channels(self) -> int:
-        return self.images.shape[1]
 
 
 def encode_dataset(
@@ -487,9 +471,7 @@ def train_latent_diffusion(
     if latents.vae_hash != vae_hash:
         raise DDLibError(f"the latents were encoded by VAE {latents.vae_hash}, not by {vae_run} ({vae_hash}); re-encode them")
     schedule = config.make_schedule()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = config.make_model(latents)
+    model = seeded_model(config, latents)
     loss_fn = diffusion_loss(schedule, config.class_conditional, config.p_uncond, latents.num_classes)
     extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(latents.classes),
              "vae": {"run": str(Path(vae_run).resolve()), "hash": vae_hash}}

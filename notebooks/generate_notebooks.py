@@ -53,9 +53,9 @@ sample_batch = 100
 '''
 
 SETUP = '''\
-from ddlib import experiments, pipeline, report
+from ddlib import context, experiments, report
 
-ctx = pipeline.start(profile, "{name}", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
+ctx = context.start(profile, "{name}", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
                      torch_threads=torch_threads)
 config = experiments.diffusion_config(
     dataset=dataset, data_limit=data_limit, preset=preset, unet=unet_overrides, schedule="linear",
@@ -250,7 +250,7 @@ assert run.log() and all(math.isfinite(r["loss"]) for r in run.log()), "training
 assert grid.dtype == torch.uint8 and grid.shape[0] == grid_samples
 assert traj["x"].shape[0] == len(traj["t"]) and traj["t"][-1] == 0
 assert all(math.isfinite(r["fid"]) and r["fid"] >= 0 for r in rows)
-assert not pipeline.check_outputs(ctx.out, "01_ddpm_cifar10"), pipeline.check_outputs(ctx.out, "01_ddpm_cifar10")
+assert not context.check_outputs(ctx.out, "01_ddpm_cifar10"), context.check_outputs(ctx.out, "01_ddpm_cifar10")
 print("01: all checks passed")
 '''),
 ]
@@ -362,7 +362,7 @@ import torch
 assert len(rows) == len(ddim_steps) * len(ddim_etas) and all(math.isfinite(r["fid"]) for r in rows)
 assert all(img.dtype == torch.uint8 for img in images)
 assert claims["speedup"] > 0 and all(r["wall_s"] > 0 for r in bench_rows)
-assert not pipeline.check_outputs(ctx.out, "02_ddim_cifar10"), pipeline.check_outputs(ctx.out, "02_ddim_cifar10")
+assert not context.check_outputs(ctx.out, "02_ddim_cifar10"), context.check_outputs(ctx.out, "02_ddim_cifar10")
 print("02: all checks passed")
 '''),
 ]
@@ -419,10 +419,10 @@ per_class_scale = 3.0
 sample_batch = 100
 """, tags=("parameters",)),
     code("""\
-from ddlib import experiments, pipeline, report
+from ddlib import context, experiments, report
 from ddlib.data import load_dataset
 
-ctx = pipeline.start(profile, "03_latent_cfg", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
+ctx = context.start(profile, "03_latent_cfg", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
                      torch_threads=torch_threads)
 data = load_dataset(latent_dataset, limit=latent_data_limit, progress=False)
 val = load_dataset(latent_reference, limit=latent_reference_limit, progress=False)
@@ -533,7 +533,7 @@ import torch
 assert all(math.isfinite(r["loss"]) for run in (vae_run, ldm_run) for r in run.log()), "losses must be finite"
 assert all(math.isfinite(r["fid"]) and 0 <= r["class_consistency"] <= 1 for r in rows)
 assert all(g.dtype == torch.uint8 and len(g) == per_class_samples for g in grids)
-assert not pipeline.check_outputs(ctx.out, "03_latent_cfg"), pipeline.check_outputs(ctx.out, "03_latent_cfg")
+assert not context.check_outputs(ctx.out, "03_latent_cfg"), context.check_outputs(ctx.out, "03_latent_cfg")
 print("03: all checks passed")
 """),
 ]
@@ -615,7 +615,7 @@ import math
 
 assert all(math.isfinite(r["loss"]) for run in runs.values() for r in run.log()), "losses must be finite"
 assert all(math.isfinite(r["fid"]) for r in rows) and len(rows) == len(schedules)
-assert not pipeline.check_outputs(ctx.out, "04_cosine_schedule"), pipeline.check_outputs(ctx.out, "04_cosine_schedule")
+assert not context.check_outputs(ctx.out, "04_cosine_schedule"), context.check_outputs(ctx.out, "04_cosine_schedule")
 print("04: all checks passed")
 '''),
 ]
@@ -629,9 +629,9 @@ NB05 = [
     code('''\
 from IPython.display import Markdown, display
 
-from ddlib import assemble, pipeline
+from ddlib import assemble, context
 
-ctx = pipeline.start(profile, "05_report", reports_dir=reports_dir, cache_dir=cache_dir, device="cpu")
+ctx = context.start(profile, "05_report", reports_dir=reports_dir, cache_dir=cache_dir, device="cpu")
 display(Markdown(assemble.provenance_markdown(ctx.out, profile)))
 '''),
     md(r"""

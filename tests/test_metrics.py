@@ -296,20 +296,13 @@ def test_reference_statistics_cached_with_provenance(tmp_cache, monkeypatch):
     assert src.stats.n == 6 and src.features is not None
 
 
-def test_fid_evaluator_on_a_stand_in_model(tmp_cache):
+def test_fid_evaluator_on_a_tiny_model(tmp_cache):
     from ddlib.schedules import make_schedule
+    from ddlib.unet import unet_from_preset
 
-    class Zero(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-
-        def forward(self, x, t, y=None):
-            return x * self.w
-
-    ev = metrics.FIDEvaluator("synthetic:train", num_samples=4, reference_count=6, ddim_steps=2, batch_size=2,
-                              num_classes=4)
-    out = ev.bind(make_schedule("linear", num_train_timesteps=100))(Zero(), 10)
+    model = unet_from_preset("test", num_classes=4).eval()
+    ev = metrics.FIDEvaluator("synthetic:train", num_samples=4, reference_count=6, ddim_steps=2, batch_size=2, guidance=2.0)
+    out = ev.bind(make_schedule("linear", num_train_timesteps=100))(model, 10)
     assert set(out) >= {"fid", "kid_mean", "kid_std", "fid_n", "fid_ref_n"}
     assert out["fid_n"] == 4 and out["fid_ref_n"] == 6 and math.isfinite(out["fid"]) and out["fid"] > 0
     assert ev.to_dict()["num_samples"] == 4

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 import yaml
 
-from ddlib import pipeline
+from ddlib import context, export, pipeline
 from ddlib.cache import cached_result, cached_train, run_key
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
@@ -144,7 +144,7 @@ def test_cached_result_keys_and_force(tmp_path, monkeypatch):
 
 
 def test_tables_carry_provenance_and_round_trip(tmp_path):
-    ctx = pipeline.start("unit", "00_test", reports_dir=tmp_path, cache_dir=tmp_path / "cache", device="cpu")
+    ctx = context.start("unit", "00_test", reports_dir=tmp_path, cache_dir=tmp_path / "cache", device="cpu")
     rows = [ctx.row(wall_s=1.234, n_samples=50, reference="cifar10:test (10000 images)", sampler="DDIM", steps=50,
                     fid=12.3456789, note="a | b")]
     shown = ctx.table("demo", rows, "Demo table", columns=["sampler", "steps", "fid"])
@@ -203,7 +203,7 @@ def test_failing_notebook_stops_the_report_with_its_name_and_error(tmp_path):
     assert not (out / "t" / "report.html").exists()
     assert (out / "t" / "STATUS").read_text().startswith("FAILED: notebook 02_broken failed in cell")
     with pytest.raises(DDLibError, match="no complete report"):
-        pipeline.build_pdf(out / "t")
+        export.build_pdf(out / "t")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_smoke_report_end_to_end(tmp_path):
         executed = out / "notebooks" / path.name
         assert executed.is_file(), f"{path.name} was not executed"
         assert not _errors(nbformat.read(executed, as_version=4)), f"{path.name}: {_errors(nbformat.read(executed, as_version=4))}"
-        assert not pipeline.check_outputs(out, path.stem), f"{path.stem} missing {pipeline.check_outputs(out, path.stem)}"
+        assert not context.check_outputs(out, path.stem), f"{path.stem} missing {context.check_outputs(out, path.stem)}"
 
     index = json.loads((out / "tables" / "index.json").read_text())
     titles = {name: entry["title"] for name, entry in index.items()}
@@ -242,7 +242,7 @@ def test_smoke_report_end_to_end(tmp_path):
         for ext in ("csv", "md"):
             assert (out / "tables" / f"{name}.{ext}").stat().st_size > 0
         rows = read_table(out / "tables" / f"{name}.csv")
-        assert rows and all(set(pipeline.PROVENANCE_COLUMNS) <= set(r) and r["profile"] for r in rows), name
+        assert rows and all(set(context.PROVENANCE_COLUMNS) <= set(r) and r["profile"] for r in rows), name
     for name in json.loads((out / "figures" / "index.json").read_text()):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
 
@@ -262,7 +262,7 @@ def test_smoke_report_end_to_end(tmp_path):
                            str(out_root), "--only", "05"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0 and (out / "STATUS").read_text().startswith("complete")
 
-    if pipeline.pdf_requirements() or shutil.which("pdftotext") is None:
+    if export.pdf_requirements() or shutil.which("pdftotext") is None:
         pytest.skip("PDF check skipped: xelatex, pandoc or pdftotext missing (make pdf-deps installs them)")
     proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "pdf", "--profile", "smoke", "--reports-dir",
                            str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=600)

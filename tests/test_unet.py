@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ddlib.errors import DDLibError
 from ddlib.unet import PRESETS, AttnBlock, count_parameters, timestep_embedding, unet_from_preset

@@ -14,7 +14,7 @@ from ddlib.sweep import compare_latent_pixel_sampling
 from ddlib.train import TrainConfig, load_trained, read_log
 from ddlib.unet import unet_from_preset
 from ddlib.vae import (
-    VAE, LatentSet, VAEConfig, VAETrainConfig, bicubic_reconstruction, encode_dataset, image_quality,
+    VAE, LatentSet, VAETrainConfig, bicubic_reconstruction, encode_dataset, image_quality,
     latent_scale_factor, load_latent_diffusion, load_vae, preset_config, reconstruction_metrics, train_latent_diffusion,
     train_vae, vae_fingerprint, vae_loss,
 )

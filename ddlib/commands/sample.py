@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from ddlib.errors import DDLibError
     from ddlib.generate import generate
     from ddlib.report import save_image_grid
-    from ddlib.train import load_trained, resolve_device
+    from ddlib.device import resolve_device
+    from ddlib.train import load_trained
 
     if args.num < 1:
         raise DDLibError(f"--num must be >= 1, got {args.num}")

@@ -40,7 +40,6 @@ from ddlib.metrics.reference import (
     Source, compute_fid, image_source, image_sources, reference_features, reference_paths, reference_statistics,
     subset_indices,
 )
-from ddlib.metrics.reference import _looks_like_spec, _provenance, _save_features, _sha1  # noqa: F401  (scripts, CLI)
 from ddlib.metrics.stats import (
     PREP_TAG, FIDStatistics, InceptionScoreUnavailable, fid, fid_from_features, frechet_distance,
     inception_score_from_logits, kid,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
 from ddlib.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
@@ -45,12 +46,6 @@ def subset_indices(total: int, count: int, seed: int = 0) -> np.ndarray:
 def _provenance(**kw) -> dict:
     return {"preprocessing": PREPROCESSING_ID, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "torch": torch.__version__, "host_cpus": os.cpu_count(), "platform": platform.platform(), **kw}
-
-
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{os.cpu_count()}-core CPU ({torch.get_num_threads()} torch threads)"
 
 
 _IMAGE_SHA1: dict[tuple, tuple[str, int, str]] = {}
@@ -129,7 +124,7 @@ def reference_features(spec: str, *, count: int | None = None, data_dir=None, ca
                        subset="all" if count is None else "random: numpy default_rng(0).permutation, first count, sorted",
                        images_sha1=_sha1(images), image_shape=list(images.shape[1:]), source=source,
                        weights=load_extractor(device).weights, seconds=round(time.perf_counter() - t0, 1),
-                       hardware=_hardware(device))
+                       hardware=hardware_string(device))
     _save_features(fpath, feats, prov)
     return feats, prov
 

@@ -1,0 +1,43 @@
+"""Where computation runs: resolving ``"auto"`` to a device, and naming the hardware for provenance.
+
+Every measurement the package writes down (training time, FID statistics, benchmarks, report rows)
+names its hardware with :func:`hardware_string`, so numbers from different machines are never
+silently compared.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from ddlib.errors import DDLibError
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA when a GPU is visible, else CPU; a named CUDA device must exist."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DDLibError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def hardware_string(device: str | torch.device | None = None) -> str:
+    """What a measurement ran on: the GPU's name, or the CPU model with its core and thread counts."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} CPU cores, {torch.get_num_threads()} torch threads"
