@@ -209,14 +209,13 @@ def save_trajectory(traj: dict, path: str | Path, title: str | None = None, samp
 
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
-    """Trailing moving average over ``window`` points (the first points average what exists)."""
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
-    return out
+    """Centred moving average over ``window`` points (near the ends, over the points that exist).
+
+    Centred, so a smoothed curve does not lag the raw one: on a straight line it is the line itself.
+    """
+    half = window // 2
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
 
 
 def plot_loss_curves(logs: dict[str, list[dict]], path: str | Path, title: str = "training loss",

@@ -26,7 +26,7 @@ from ddlib import context, export, pipeline
 from ddlib.cache import cached_result, cached_train, run_key
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
-from ddlib.report import markdown_table, read_table, write_table
+from ddlib.report import markdown_table, read_table, smooth, write_table
 from ddlib.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -274,3 +274,9 @@ def test_smoke_report_end_to_end(tmp_path):
     for title in titles.values():
         assert _normalise(title) in text, f"PDF lacks the heading {title!r}"
     assert "Profile: smoke" in text
+
+
+def test_smoothing_is_centred_so_curves_do_not_lag():
+    line = [3.0 * i + 1 for i in range(20)]
+    assert smooth(line, 5)[2:-2] == pytest.approx(line[2:-2])  # a straight line is its own centred average
+    assert smooth([1.0, 2.0, 6.0], 3) == pytest.approx([1.5, 3.0, 4.0])  # ends average the points that exist
