@@ -190,8 +190,37 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
         # training = forward + backward ≈ 3× forward FLOPs (the usual estimate)
         res["train_mfu"] = 3 * res["fwd_gflops_per_img"] * 1e9 * res["train_img_per_s"] / peak
         res["matmul_tflops"] = peak / 1e12
+        res["autocast"] = "bf16" if amp == torch.bfloat16 else "fp32"
         res.update({"device": hardware_string(device), **{k: v for k, v in asdict(cfg).items() if k != "device"}})
     if "diffusers" in results:
         for key in ("train_img_per_s", "sample_img_per_s"):
             results["ddlib"][f"{key}_vs_diffusers"] = results["ddlib"][key] / results["diffusers"][key]
     return list(results.values())
+
+
+def switches(record: dict) -> str:
+    """The fast-path switches a result ran with, e.g. ``bf16 + channels-last + compile``."""
+    parts = [record.get("autocast", "fp32")]
+    parts += [name for key, name in (("channels_last", "channels-last"), ("compile", "compile")) if record.get(key)]
+    return " + ".join(parts)
+
+
+def results_table(records: list[dict]) -> str:
+    """A Markdown table of bench results (JSON lines of several runs), with ddlib's training throughput
+    as a ratio to diffusers' at the same switches and to diffusers' first (plainest) configuration."""
+    if not records:
+        raise DDLibError("no benchmark results to tabulate")
+    base = next((r for r in records if r["model"] == "diffusers"), None)
+    lines = ["| model | switches | batch | train img/s | DDIM img/s | GFLOP/img | train MFU | peak GiB | "
+             "train vs diffusers, same switches | train vs diffusers, first row's switches |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        same = next((d for d in records if d["model"] == "diffusers" and switches(d) == switches(r)
+                     and d["batch_size"] == r["batch_size"]), None)
+        ratio = lambda ref: f"{r['train_img_per_s'] / ref['train_img_per_s']:.2f}×" if ref and r["model"] == "ddlib" else ""
+        mem = r.get("train_peak_mem_gib")
+        lines.append(f"| {r['model']} | {switches(r)} | {r['batch_size']} | {r['train_img_per_s']:.1f} | "
+                     f"{r['sample_img_per_s']:.2f} | {r['fwd_gflops_per_img']:.2f} | {r['train_mfu']:.1%} | "
+                     f"{'—' if mem is None else f'{mem:.1f}'} | {ratio(same)} | {ratio(base)} |")
+    return "\n".join(lines) + f"\n\nHardware: {records[0]['device']}.\n"
+

@@ -50,3 +50,19 @@ def test_bench_errors():
         run_bench(BenchConfig(preset="tiny", device="cpu"), compare="diffusers")
     with pytest.raises(DDLibError, match="unknown --compare"):
         run_bench(BenchConfig(preset="test", device="cpu"), compare="k-diffusion")
+
+
+def test_results_table_gives_ratios_at_equal_and_at_baseline_switches():
+    from ddlib.bench import results_table
+
+    def rec(model, train, **kw):
+        return {"model": model, "train_img_per_s": train, "sample_img_per_s": 1.0, "fwd_gflops_per_img": 12.44,
+                "train_mfu": 0.1, "batch_size": 128, "autocast": "bf16", "device": "GPU X", **kw}
+
+    table = results_table([rec("ddlib", 300.0), rec("diffusers", 200.0),
+                           rec("ddlib", 500.0, channels_last=True, compile=True),
+                           rec("diffusers", 400.0, channels_last=True, compile=True)])
+    rows = [line for line in table.splitlines() if line.startswith("| ddlib")]
+    assert rows[0].endswith("| 1.50× | 1.50× |")  # 300 / 200 both ways
+    assert rows[1].endswith("| 1.25× | 2.50× |")  # 500 / 400 at equal switches, 500 / 200 against plain diffusers
+    assert "bf16 + channels-last + compile" in rows[1]

@@ -29,11 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-per-round", type=int, default=2)
     p.add_argument("--compare", default=None, choices=["diffusers"], help="also run diffusers' UNet2DModel")
     p.add_argument("--json", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--table", default=None, metavar="JSONL",
+                   help="print the Markdown table of the results in this file (from --json) and exit")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddlib.bench import BenchConfig, run_bench
+    from ddlib.bench import BenchConfig, results_table, run_bench
+
+    if args.table:
+        with open(args.table) as f:
+            print(results_table([json.loads(line) for line in f if line.strip()]))
+        return 0
 
     cfg = BenchConfig(preset=args.preset, batch_size=args.batch, device=args.device, precision=args.precision,
                       channels_last=args.channels_last, compile=args.compile, warmup=args.warmup, rounds=args.rounds,
