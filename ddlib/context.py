@@ -227,18 +227,19 @@ class Context:
         return str(self.device)
 
     def samples(self, run, *, n: int, sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0, seed: int = 0,
-                batch_size: int = 100, guidance: float = 1.0, label: int | None = None) -> dict:
+                batch_size: int = 100, guidance: float = 1.0, label: int | None = None, clip: bool = False) -> dict:
         """``n`` uint8 samples of a cached run, themselves cached: ``{"images", "sample_s", "key"}``.
 
         Image i starts from x_T seeded with ``seed + i`` (:mod:`ddlib.generate`), so the first k images
         of a larger set are the images a smaller request would show; figures reuse the scored sets.
         ``sample_s`` is the time the sampling took when it ran (also when read back from the cache).
+        ``clip`` clamps x̂_0 to [-1, 1] at every step (:mod:`ddlib.samplers`).
         """
         from ddlib.generate import generate
 
         key = {"run": run.key, "n": n, "sampler": sampler, "num_steps": num_steps if sampler == "ddim" else None,
                "eta": eta if sampler == "ddim" else None, "seed": seed, "batch_size": batch_size,
-               "guidance": guidance, "label": label}
+               "guidance": guidance, "label": label, "clip": clip}
         timing = {}
 
         def make():
@@ -246,7 +247,7 @@ class Context:
             kw = {"guidance": guidance, "label": label} if trained.model.config.num_classes is not None else {}
             t0 = time.perf_counter()
             images, _ = generate(trained.model, trained.schedule, n, sampler=sampler, num_steps=num_steps, eta=eta,
-                                 seed=seed, batch_size=batch_size, progress=False, **kw)
+                                 seed=seed, batch_size=batch_size, clip=clip, progress=False, **kw)
             timing["sample_s"] = time.perf_counter() - t0
             return images
 
@@ -256,7 +257,8 @@ class Context:
 
     def sample_and_score(self, run, *, n: int, sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0,
                          reference: str, reference_count: int | None = None, batch_size: int = 100, seed: int = 0,
-                         guidance: float = 1.0, label: int | None = None, inception_score: bool = False) -> dict:
+                         guidance: float = 1.0, label: int | None = None, inception_score: bool = False,
+                         clip: bool = False) -> dict:
         """FID/KID of :meth:`samples` against a reference; cached by (samples, reference).
 
         The result holds fid, kid, kid_std, n_samples, reference_n, sample_s (sampling seconds),
@@ -266,7 +268,7 @@ class Context:
         from ddlib.inception import PREPROCESSING_ID
 
         s = self.samples(run, n=n, sampler=sampler, num_steps=num_steps, eta=eta, seed=seed, batch_size=batch_size,
-                         guidance=guidance, label=label)
+                         guidance=guidance, label=label, clip=clip)
         key = {**s["key"], "reference": reference, "reference_count": reference_count, "prep": PREPROCESSING_ID,
                "reference_file": self._image_refs[reference][0].name if reference in self._image_refs else None,
                **({"inception_score": True} if inception_score else {})}

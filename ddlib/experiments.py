@@ -59,7 +59,7 @@ def train_row(ctx, run, label: str) -> dict:
 
 
 def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None, batch_size: int, seed: int = 0,
-               real_dataset: str | None = None) -> list[dict]:
+               real_dataset: str | None = None, clip: bool = False) -> list[dict]:
     """DDPM ancestral samples' FID/KID (and the IS cell), plus the same metrics for ``n`` real images.
 
     The real-image row is the floor FID can reach at this sample count against this reference: FID is
@@ -69,12 +69,12 @@ def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None,
 
     ref_label = ctx.reference_label(reference, reference_count)
     res = ctx.sample_and_score(run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
-                               batch_size=batch_size, seed=seed, inception_score=True)
+                               batch_size=batch_size, seed=seed, inception_score=True, clip=clip)
     is_cell = res.get("inception_score")
     trained_steps = run.config.steps
     rows = [ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
                     model=f"{run.config.preset} UNet",
-                    sampler="DDPM ancestral", steps=run.config.num_train_timesteps, train_steps=trained_steps,
+                    sampler="DDPM ancestral" + (", x̂₀ clipped" if clip else ""), steps=run.config.num_train_timesteps, train_steps=trained_steps,
                     fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"], inception_score=is_cell,
                     sample_s=res["sample_s"], train_s=run.wall_s)]
     if real_dataset:
@@ -93,12 +93,12 @@ def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None,
 
 
 def sample_grid(ctx, run, *, n: int, pool: int | None = None, sampler: str = "ddpm", num_steps: int = 50,
-                eta: float = 0.0, seed: int = 0, batch_size: int = 100) -> torch.Tensor:
+                eta: float = 0.0, seed: int = 0, batch_size: int = 100, clip: bool = False) -> torch.Tensor:
     """The first ``n`` of ``pool`` (default ``n``) cached samples: pass the scored set's size as ``pool`` to
     show images of the very set that was scored (and sample nothing twice)."""
     pool = max(pool or n, n)
     return ctx.samples(run, n=pool, sampler=sampler, num_steps=num_steps, eta=eta, seed=seed,
-                       batch_size=batch_size)["images"][:n]
+                       batch_size=batch_size, clip=clip)["images"][:n]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,29 +106,29 @@ def sample_grid(ctx, run, *, n: int, pool: int | None = None, sampler: str = "dd
 
 
 def ddim_sweep(ctx, run, *, steps: Sequence[int], etas: Sequence[float], n: int, reference: str,
-               reference_count: int | None, batch_size: int, seed: int = 0) -> list[dict]:
+               reference_count: int | None, batch_size: int, seed: int = 0, clip: bool = False) -> list[dict]:
     """FID/KID of DDIM samples for every (S, η), same model, same n, same initial noise seeds."""
     ref_label = ctx.reference_label(reference, reference_count)
     rows = []
     for eta in etas:
         for s in steps:
             res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(s), eta=float(eta), reference=reference,
-                                       reference_count=reference_count, batch_size=batch_size, seed=seed)
+                                       reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
             rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
-                                dataset=run.config.dataset, sampler="DDIM",
+                                dataset=run.config.dataset, sampler="DDIM" + (", x̂₀ clipped" if clip else ""),
                                 steps=int(s), eta=float(eta), fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
                                 sample_s=res["sample_s"], s_per_image=round(res["sample_s"] / n, 3)))
     return rows
 
 
 def consistency_rows(ctx, run, *, steps: Sequence[int], n: int, pool: int | None = None, seed: int = 0,
-                     batch_size: int = 100) -> tuple[list[torch.Tensor], list[str]]:
+                     batch_size: int = 100, clip: bool = False) -> tuple[list[torch.Tensor], list[str]]:
     """DDIM (η = 0) samples from the same x_T with each S: rows of images and their labels (DDIM §5.2).
 
     ``pool``/``batch_size``: those of the sweep's sample sets, whose first ``n`` images are shown.
     """
     rows = [sample_grid(ctx, run, n=n, pool=pool, sampler="ddim", num_steps=int(s), eta=0.0, seed=seed,
-                        batch_size=batch_size) for s in steps]
+                        batch_size=batch_size, clip=clip) for s in steps]
     return rows, [f"S={s}" for s in steps]
 
 
@@ -165,14 +165,14 @@ def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, se
 
 
 def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: str, reference_count: int | None,
-                        batch_size: int, seed: int = 0) -> list[dict]:
+                        batch_size: int, seed: int = 0, clip: bool = False) -> list[dict]:
     """One row per schedule: ᾱ at the last step, final loss, FID/KID of DDIM samples at equal training steps."""
     ref_label = ctx.reference_label(reference, reference_count)
     rows = []
     for name, run in runs.items():
         s = run.config.make_schedule()
         res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=ddim_steps, eta=0.0, reference=reference,
-                                   reference_count=reference_count, batch_size=batch_size, seed=seed)
+                                   reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
         log = run.log()
         tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
         T = len(s)
@@ -180,7 +180,7 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
                             train_steps=run.config.steps, alpha_bar_last=float(s.alphas_cumprod[-1]),
                             log10_snr_mid=round(math.log10(float(s.snr[T // 2])), 3),
                             final_loss=round(sum(tail) / len(tail), 5) if tail else None,
-                            sampler=f"DDIM-{ddim_steps} η=0", fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
+                            sampler=f"DDIM-{ddim_steps} η=0" + (", x̂₀ clipped" if clip else ""), fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
                             train_s=run.wall_s))
     return rows
 

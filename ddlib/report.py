@@ -161,7 +161,7 @@ def save_image_rows(rows: Sequence[torch.Tensor], path: str | Path, col_labels: 
 
 @torch.no_grad()
 def record_trajectory(model, schedule, num: int = 4, *, sampler: str = "ddpm", num_steps: int = 50, eta: float = 0.0,
-                      frames: int = 8, seed: int = 0, **model_kwargs) -> dict:
+                      frames: int = 8, seed: int = 0, clip: bool = False, **model_kwargs) -> dict:
     """Sample ``num`` images and keep ``frames`` snapshots of x_t and of the prediction x̂_0 along the way.
 
     Returns ``{"t": [t of each frame], "x": uint8 (F, N, C, H, W), "x0": uint8 (F, N, C, H, W)}``; the last
@@ -186,7 +186,7 @@ def record_trajectory(model, schedule, num: int = 4, *, sampler: str = "ddpm", n
             snaps["x0"].append(to_uint8(d["x0"]).cpu())
 
     g = torch.Generator(device=device).manual_seed(seed)
-    common = dict(generator=g, progress=False, callback=callback, x_T=x_T, device=device, **model_kwargs)
+    common = dict(generator=g, progress=False, callback=callback, x_T=x_T, device=device, clip=clip, **model_kwargs)
     if sampler == "ddpm":
         ddpm_sample(model, schedule, x_T.shape, **common)
     else:

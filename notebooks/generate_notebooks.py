@@ -46,7 +46,8 @@ lr = 5e-4
 warmup_steps = 100
 ema_decay = 0.995
 train_seed = 0
-# FID/KID reference (cached Inception statistics) and sampling batch
+# sampling: clamp x̂_0 to [-1, 1] at every step (Ho et al.'s released sampler does); FID/KID reference and batch
+clip_denoised = True
 fid_reference = "cifar10:test"
 fid_reference_count = None
 sample_batch = 100
@@ -202,11 +203,14 @@ $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alph
 \qquad z \sim \mathcal N(0, I),\ \ z = 0 \text{ at the last step},$$
 
 with $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ (`variance="fixed_small"`).
-That is $T$ network evaluations per image. Every image starts from its own seeded $x_T$, so the grid is
+That is $T$ network evaluations per image. With `clip_denoised` the step is taken in its equivalent form through the
+predicted clean image, $\tilde\mu_t(x_t, \hat x_0)$ (DDPM eq. 7), with $\hat x_0$ clamped to $[-1, 1]$ as in Ho et al.'s
+released sampler: an under-trained model then cannot drift into saturated, single-colour images. Every image starts from its own seeded $x_T$, so the grid is
 reproducible.
 """),
     code('''\
-grid = experiments.sample_grid(ctx, run, n=grid_samples, pool=ddpm_fid_samples, sampler="ddpm", batch_size=sample_batch)
+grid = experiments.sample_grid(ctx, run, n=grid_samples, pool=ddpm_fid_samples, sampler="ddpm", batch_size=sample_batch,
+                               clip=clip_denoised)
 report.show(report.save_image_grid(grid, ctx.figure("samples_ddpm", f"{grid_samples} DDPM samples (T = {timesteps} "
             f"ancestral steps, EMA weights) of the {preset} UNet after {train_steps} training steps: the first "
             f"{grid_samples} of the {ddpm_fid_samples} scored below."), scale=3))
@@ -220,7 +224,8 @@ appear first, at high noise; detail is decided in the last steps.
 """),
     code('''\
 trained = run.load(ctx.device)
-traj = report.record_trajectory(trained.model, trained.schedule, num=2, sampler="ddpm", frames=trajectory_frames, seed=0)
+traj = report.record_trajectory(trained.model, trained.schedule, num=2, sampler="ddpm", frames=trajectory_frames, seed=0,
+                                clip=clip_denoised)
 report.show(report.save_trajectory(traj, ctx.figure("trajectory_ddpm", "DDPM denoising trajectory: x_t (rows 1, 3) "
             "and the model's prediction x̂_0 (rows 2, 4) at evenly spaced steps."), title="DDPM trajectory"))
 '''),
@@ -236,7 +241,8 @@ The standard Inception Score needs the network's classifier head, absent from th
 """),
     code('''\
 rows = experiments.ddpm_table(ctx, run, n=ddpm_fid_samples, reference=fid_reference,
-                              reference_count=fid_reference_count, batch_size=sample_batch, real_dataset=real_fid_dataset)
+                              reference_count=fid_reference_count, batch_size=sample_batch, real_dataset=real_fid_dataset,
+                              clip=clip_denoised)
 ctx.table("ddpm", rows, "DDPM on CIFAR-10: FID and KID",
           columns=["model", "sampler", "steps", "train_steps", "fid", "kid", "kid_std", "inception_score"])
 '''),
@@ -299,7 +305,7 @@ Every setting scores the same number of samples from the same initial noise, aga
 """),
     code('''\
 rows = experiments.ddim_sweep(ctx, run, steps=ddim_steps, etas=ddim_etas, n=ddim_fid_samples, reference=fid_reference,
-                              reference_count=fid_reference_count, batch_size=sample_batch)
+                              reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised)
 ctx.table("ddim_steps", rows, "DDIM: FID and KID against steps S and η",
           columns=["sampler", "steps", "eta", "fid", "kid", "kid_std", "s_per_image"])
 '''),
@@ -319,14 +325,14 @@ nearly the same image (DDIM §5.2): $x_T$ works as a latent code. Each row below
 """),
     code('''\
 images, labels = experiments.consistency_rows(ctx, run, steps=ddim_steps, n=consistency_samples, pool=ddim_fid_samples,
-                                              batch_size=sample_batch)
+                                              batch_size=sample_batch, clip=clip_denoised)
 report.show(report.save_image_rows(images, ctx.figure("samples_ddim", "DDIM (η = 0) samples from the same initial noise "
             "with S steps (rows): the image is (almost) a function of x_T alone."), row_labels=labels))
 '''),
     code('''\
 trained = run.load(ctx.device)
 traj = report.record_trajectory(trained.model, trained.schedule, num=2, sampler="ddim", num_steps=min(50, timesteps),
-                                frames=8, seed=0)
+                                frames=8, seed=0, clip=clip_denoised)
 report.show(report.save_trajectory(traj, ctx.figure("trajectory_ddim", "DDIM (S = 50, η = 0) trajectory: x_t and the "
             "prediction x̂_0 at evenly spaced steps."), title="DDIM trajectory"))
 '''),
@@ -597,14 +603,16 @@ report.show(report.plot_loss_curves({name: run.log() for name, run in runs.items
     md("## Quality at equal training steps"),
     code('''\
 rows = experiments.schedule_comparison(ctx, runs, n=schedule_fid_samples, ddim_steps=min(schedule_ddim_steps, timesteps),
-                                       reference=fid_reference, reference_count=fid_reference_count, batch_size=sample_batch)
+                                       reference=fid_reference, reference_count=fid_reference_count, batch_size=sample_batch,
+                                       clip=clip_denoised)
 ctx.table("schedules", rows, "Linear, cosine and seed-cosine schedules at equal training steps",
           columns=["schedule", "train_steps", "alpha_bar_last", "log10_snr_mid", "final_loss", "sampler", "fid", "kid",
                    "kid_std"])
 '''),
     code('''\
 grids = [experiments.sample_grid(ctx, run, n=schedule_grid_samples, pool=schedule_fid_samples, sampler="ddim",
-                                 num_steps=min(schedule_ddim_steps, timesteps), batch_size=sample_batch)
+                                 num_steps=min(schedule_ddim_steps, timesteps), batch_size=sample_batch,
+                                 clip=clip_denoised)
          for run in runs.values()]
 report.show(report.save_image_rows(grids, ctx.figure("samples_schedules", "DDIM samples (same initial noise) of the "
             "models trained with each schedule (rows)."), row_labels=list(runs)))
