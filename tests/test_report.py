@@ -280,3 +280,47 @@ def test_smoothing_is_centred_so_curves_do_not_lag():
     line = [3.0 * i + 1 for i in range(20)]
     assert smooth(line, 5)[2:-2] == pytest.approx(line[2:-2])  # a straight line is its own centred average
     assert smooth([1.0, 2.0, 6.0], 3) == pytest.approx([1.5, 3.0, 4.0])  # ends average the points that exist
+
+
+@pytest.mark.slow
+def test_make_lab_serves_the_notebooks_with_the_ddlib_kernel():
+    """`make lab` starts JupyterLab (as root too) with the notebooks and the .venv's "Python (ddlib)" kernel."""
+    import os
+    import time
+    import urllib.error
+    import urllib.request
+
+    if not (REPO / ".venv" / ".ddlib-installed").is_file() or shutil.which("make") is None:
+        pytest.skip("needs the .venv that `make setup` builds")
+    env = {**os.environ, "JUPYTER_TOKEN": "ddlib-test", "BROWSER": "true"}
+    proc = subprocess.Popen(["make", "-s", "lab"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        url, deadline, seen = None, time.time() + 120, []
+        while url is None and time.time() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            seen.append(line)
+            m = re.search(r"http://(?:localhost|127\.0\.0\.1):(\d+)/lab", line)
+            url = f"http://127.0.0.1:{m.group(1)}" if m else None
+        assert url, "JupyterLab did not start:\n" + "".join(seen[-15:])
+
+        def get(path, tries=30):
+            req = urllib.request.Request(url + path, headers={"Authorization": "token ddlib-test"})
+            for i in range(tries):  # the server may print its address a moment before it answers
+                try:
+                    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+                except urllib.error.URLError:
+                    if i == tries - 1:
+                        raise
+                    time.sleep(1)
+
+        specs = get("/api/kernelspecs")["kernelspecs"]
+        assert specs["ddlib"]["spec"]["display_name"] == "Python (ddlib)"
+        assert Path(os.path.abspath(specs["ddlib"]["spec"]["argv"][0])).is_relative_to(Path(os.path.abspath(REPO / ".venv")))
+        names = {c["name"] for c in get("/api/contents")["content"]}
+        assert {p.name for p in pipeline.notebook_paths()} <= names
+        nb = get("/api/contents/01_ddpm_cifar10.ipynb")["content"]
+        assert nb["metadata"]["kernelspec"]["name"] == "ddlib"
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
