@@ -105,10 +105,16 @@ class TensorSet:
     and ``classes``: its length, class count, spatial size and channel count."""
 
     images: torch.Tensor
+    labels: torch.Tensor
     classes: tuple[str, ...]
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def labels_present(self) -> list[int]:
+        """The labels that occur, ascending: all of 0 … K−1, unless the set was cut (``limit``) to its first classes."""
+        return torch.unique(self.labels).tolist()
 
     @property
     def num_classes(self) -> int:

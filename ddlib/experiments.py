@@ -132,6 +132,16 @@ def consistency_rows(ctx, run, *, steps: Sequence[int], n: int, pool: int | None
     return rows, [f"S={s}" for s in steps]
 
 
+def distance_to_last(rows: Sequence[torch.Tensor]) -> list[float]:
+    """Mean absolute difference, in uint8 levels, between each row of images and the last row.
+
+    For DDIM (η = 0) rows sampled from the same x_T with growing S, this says how close the sampler is to
+    the converged ODE solution: it falls towards 0 for a well-trained model (DDIM §5.2).
+    """
+    last = rows[-1].float()
+    return [round(float((r.float() - last).abs().mean()), 2) for r in rows]
+
+
 def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, seed: int = 0) -> tuple[list[dict], dict]:
     """Wall time and peak memory of DDPM (T steps) and DDIM (``ddim_steps``, η = 0), each in fresh processes.
 
@@ -231,7 +241,7 @@ def training_reference(ctx, data, count: int | None) -> tuple[str, str]:
     from ddlib.metrics import subset_indices
 
     images = data.images
-    name = f"{data.name}, {data.num_classes} classes"
+    name = f"{data.name}, {len(data.labels_present)} classes"
     if count is not None and count < len(images):
         images = images[torch.from_numpy(subset_indices(len(images), count))]
         name += ", random subset (seed 0)"
@@ -308,20 +318,24 @@ def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int 
 
 
 def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, scales: Sequence[float], n: int,
-                   num_steps: int, reference: str, reference_label: str, batch_size: int, seed: int = 0) -> list[dict]:
-    """The classifier-free guidance sweep (:func:`ddlib.sweep.guidance_sweep`): FID, KID, class consistency per scale s."""
+                   num_steps: int, reference: str, reference_label: str, batch_size: int, classes: Sequence[int],
+                   seed: int = 0) -> list[dict]:
+    """The classifier-free guidance sweep (:func:`ddlib.sweep.guidance_sweep`): FID, KID, class consistency per scale s.
+
+    ``classes``: the labels the model was trained on (``data.labels_present``); the samples cycle through them.
+    """
     from ddlib.sweep import guidance_sweep
     from ddlib.train import load_trained
     from ddlib.vae import load_vae
 
     key = {"ldm": ldm_run.key, "vae": vae_run.key, "classifier": classifier_info, "scales": [float(s) for s in scales],
-           "n": n, "num_steps": num_steps, "reference": reference_label, "seed": seed}
+           "n": n, "num_steps": num_steps, "reference": reference_label, "seed": seed, "classes": list(classes)}
 
     def sweep() -> dict:
         trained = load_trained(ldm_run.run_dir, device=ctx.device)
         vae = load_vae(vae_run.run_dir, device=ctx.device)
         recs = guidance_sweep(trained.model, trained.schedule, list(scales), n, classifier, num_steps=num_steps,
-                              seed=seed, batch_size=batch_size, decode=vae.decode,
+                              seed=seed, batch_size=batch_size, decode=vae.decode, classes=list(classes),
                               metrics=lambda images: ctx.score(images, reference))
         return {"records": recs, "hardware": ctx.hardware}
 

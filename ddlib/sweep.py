@@ -44,11 +44,13 @@ def guidance_sweep(
     batch_size: int = 256,
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     metrics: Callable[[torch.Tensor], dict] | None = None,
+    classes: list[int] | None = None,
     progress: bool = False,
 ) -> list[dict]:
     """One record per guidance scale s: ``{"scale", "n", "class_consistency", "sample_seconds", **metrics(images)}``.
 
-    Labels cycle 0, 1, …, K−1, 0, … (balanced classes); ``decode`` maps latent samples to pixels
+    Labels cycle 0, 1, …, K−1, 0, … (balanced classes), or through ``classes`` when given — the labels the
+    model was trained on, if its data held only some of its K classes; ``decode`` maps latent samples to pixels
     (``vae.decode``); ``metrics(images_uint8) -> dict`` adds e.g. FID/KID (optional, so the sweep
     runs without the Inception network).
     """
@@ -59,7 +61,10 @@ def guidance_sweep(
         raise DDLibError(f"guidance scales must be >= 0 (1 = conditional, 0 = unconditional), got {bad}")
     if n_per_scale < 1:
         raise DDLibError(f"n_per_scale must be >= 1, got {n_per_scale}")
-    labels = class_labels(n_per_scale, num_classes)
+    if classes is not None and (not classes or min(classes) < 0 or max(classes) >= num_classes):
+        raise DDLibError(f"classes must be a non-empty list of labels in 0..{num_classes - 1}, got {classes}")
+    labels = class_labels(n_per_scale, num_classes) if classes is None else \
+        torch.tensor(classes)[torch.arange(n_per_scale) % len(classes)]
     records = []
     for s in scales:
         t0 = time.perf_counter()

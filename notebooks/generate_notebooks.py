@@ -320,14 +320,19 @@ report.show(report.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_step
     md(r"""
 ## Consistency: the same $x_T$, different numbers of steps
 
-With $\eta = 0$ the sample is a deterministic function of $x_T$, so runs with different $S$ from the same noise give
-nearly the same image (DDIM §5.2): $x_T$ works as a latent code. Each row below uses the same eight $x_T$.
+With $\eta = 0$ the sample is a deterministic function of $x_T$: DDIM integrates an ODE, and for a well-trained model
+runs with different $S$ from the same noise give nearly the same image (DDIM §5.2), so $x_T$ works as a latent code.
+Each row below uses the same eight $x_T$; the caption gives each row's mean absolute difference from the last row
+(uint8 levels). Whether the rows agree is a test of the model: an under-trained network's ODE need not converge
+to the images its short runs produce.
 """),
     code('''\
 images, labels = experiments.consistency_rows(ctx, run, steps=ddim_steps, n=consistency_samples, pool=ddim_fid_samples,
                                               batch_size=sample_batch, clip=clip_denoised)
+gaps = experiments.distance_to_last(images)
 report.show(report.save_image_rows(images, ctx.figure("samples_ddim", "DDIM (η = 0) samples from the same initial noise "
-            "with S steps (rows): the image is (almost) a function of x_T alone."), row_labels=labels))
+            f"with S steps (rows). Mean |difference| from the {labels[-1]} row, in uint8 levels: "
+            + ", ".join(f"{l}: {g:g}" for l, g in zip(labels, gaps)) + "."), row_labels=labels))
 '''),
     code('''\
 trained = run.load(ctx.device)
@@ -432,8 +437,8 @@ ctx = context.start(profile, "03_latent_cfg", reports_dir=reports_dir, cache_dir
                      torch_threads=torch_threads)
 data = load_dataset(latent_dataset, limit=latent_data_limit, progress=False)
 val = load_dataset(latent_reference, limit=latent_reference_limit, progress=False)
-print(f"train: {data.name}, {len(data)} images, {data.num_classes} classes of {data.image_size}×{data.image_size}; "
-      f"validation: {len(val)} images, {val.num_classes} classes")
+print(f"train: {data.name}, {len(data)} images of {len(data.labels_present)} classes, {data.image_size}×{data.image_size}; "
+      f"validation: {len(val)} images of {len(val.labels_present)} classes")
 """),
     md(r"""
 ## The autoencoder
@@ -506,7 +511,8 @@ beside it — the ceiling of that proxy).
 classifier, classifier_info = experiments.cached_classifier(ctx, data, val, steps=classifier_steps, seed=train_seed)
 rows = experiments.guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info, scales=guidance_scales,
                                   n=guidance_samples, num_steps=min(guidance_ddim_steps, latent_timesteps),
-                                  reference=fid_ref, reference_label=fid_ref_label, batch_size=sample_batch)
+                                  reference=fid_ref, reference_label=fid_ref_label, batch_size=sample_batch,
+                                  classes=data.labels_present)
 ctx.table("guidance_sweep", rows, "Latent DDIM + classifier-free guidance: the guidance sweep",
           columns=["scale", "steps", "fid", "kid", "kid_std", "class_consistency", "classifier_val_acc", "sample_s"])
 """),
@@ -524,7 +530,7 @@ report.show(report.plot_lines(rows, "scale", "class_consistency", ctx.figure("gu
 Rows are classes, all sampled at the same guidance scale with DDIM and decoded by the VAE.
 """),
     code("""\
-classes = list(range(min(per_class_classes, data.num_classes)))
+classes = data.labels_present[:per_class_classes]
 grids = experiments.per_class_samples(ctx, ldm_run, vae_run, classes=classes, per_class=per_class_samples,
                                       scale=per_class_scale, num_steps=min(guidance_ddim_steps, latent_timesteps))
 report.show(report.save_image_rows(grids, ctx.figure("samples_per_class", f"Latent DDIM samples with classifier-free "

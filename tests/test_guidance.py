@@ -173,3 +173,20 @@ def test_class_consistency_rises_with_guidance(toy, classifier, tmp_path):
     records = guidance_sweep(model, config.make_schedule(), [1.0, 3.0], 96, classifier, num_steps=10)
     c1, c3 = (r["class_consistency"] for r in records)
     assert c3 >= c1 and c3 > 0.3, records
+
+
+def test_guidance_sweep_cycles_through_the_given_classes():
+    """A model of 6 classes trained on only some of them is sampled with those labels alone."""
+    from ddlib.classifier import SmallCNN
+
+    always_two = SmallCNN(6, 3, 8)
+    for p in always_two.parameters():
+        torch.nn.init.zeros_(p)
+    with torch.no_grad():
+        always_two.head.bias[2] = 1.0  # predicts class 2 for every image
+    small = unet_from_preset("test", image_size=16, num_classes=6).eval()
+    run = lambda **kw: guidance_sweep(small, make_schedule("linear", 1000), [1.0], 12, always_two, num_steps=1, **kw)
+    assert run()[0]["class_consistency"] == pytest.approx(2 / 12)  # labels 0..5 twice: two of them are 2
+    assert run(classes=[2, 3])[0]["class_consistency"] == pytest.approx(0.5)  # labels 2, 3, 2, 3, …
+    with pytest.raises(DDLibError, match="classes must be"):
+        run(classes=[6])

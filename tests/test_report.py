@@ -324,3 +324,12 @@ def test_make_lab_serves_the_notebooks_with_the_ddlib_kernel():
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def test_distance_to_last_row_in_uint8_levels():
+    import torch
+
+    from ddlib.experiments import distance_to_last
+
+    base = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
+    assert distance_to_last([base + 10, base - 5, base]) == [10.0, 5.0, 0.0]
