@@ -72,7 +72,10 @@ def provenance_markdown(out: Path, profile: str) -> str:
                   "numbers with equal sample counts and references, and read KID (unbiased) beside it."]
     if timings:
         lines += ["", "**Notebook wall times in this run:** " + ", ".join(
-            f"{name} {t['wall_s']:.0f} s" for name, t in timings.items()) + "."]
+            f"{name} {t['wall_s']:.0f} s" for name, t in timings.items()) + ". A run reuses every cached checkpoint, "
+            "sample set and score whose inputs did not change, so these can be far below the cost of computing "
+            "everything; the `train_s`, `sample_s` and `wall_s` columns of the tables give the times the "
+            "computations took when they ran."]
     return "\n".join(lines)
 
 

@@ -37,11 +37,32 @@ from ddlib.device import hardware_string, resolve_device
 from ddlib.errors import DDLibError
 
 FORCE_ENV = "FORCE"
+FORCE_SINCE_ENV = "DDLIB_FORCE_SINCE"
 
 
 def force_enabled() -> bool:
     """True when ``$FORCE`` is set to something other than empty, ``0``, ``false`` or ``no``."""
     return os.environ.get(FORCE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def forced(path: str | Path) -> bool:
+    """Whether ``$FORCE`` asks to recompute the cache entry at ``path`` (a file, or a run folder).
+
+    Outside a report run: always. Inside one, the pipeline sets ``$DDLIB_FORCE_SINCE`` to the run's start
+    time, and only entries written before it are recomputed, so a model retrained by notebook 01 is reused,
+    not retrained again, by notebooks 02 and 04.
+    """
+    if not force_enabled():
+        return False
+    since = os.environ.get(FORCE_SINCE_ENV)
+    if not since:
+        return True
+    path = Path(path)
+    try:
+        stamps = [p.stat().st_mtime for p in path.iterdir()] if path.is_dir() else [path.stat().st_mtime]
+    except OSError:
+        return True
+    return not stamps or max(stamps) < float(since)
 
 
 def default_root() -> Path:
@@ -111,7 +132,7 @@ def cached_train(config, root: str | Path | None = None, *, data=None, device: s
 
     - complete (``done.json`` present, checkpoint at ``config.steps``): nothing is trained;
     - partial (a checkpoint from an interrupted call): training resumes from it;
-    - ``FORCE=1``: the folder is deleted and the run trained from scratch.
+    - ``FORCE=1``: the folder is deleted and the run trained from scratch (once per report run: :func:`forced`).
 
     ``evaluator``/``eval_every`` go to :func:`ddlib.train.train`; pass ``extra_key`` (e.g. the evaluator's
     settings) so runs with different evaluations get different folders. ``train_fn`` replaces
@@ -125,7 +146,7 @@ def cached_train(config, root: str | Path | None = None, *, data=None, device: s
     key = run_key(config, extra_key)
     run_dir = root / "runs" / key
     done = run_dir / "done.json"
-    if force_enabled() and run_dir.exists():
+    if run_dir.exists() and forced(run_dir):
         shutil.rmtree(run_dir)
     if done.is_file():
         info = json.loads(done.read_text())
@@ -168,7 +189,7 @@ def cached_result(kind: str, key: dict, fn: Callable[[], dict], root: str | Path
     (True when this call read it from the cache). ``FORCE=1`` recomputes.
     """
     path = result_path(kind, key, root)
-    if path.is_file() and not force_enabled():
+    if path.is_file() and not forced(path):
         stored = json.loads(path.read_text())
         if stored.get("key") == json.loads(json.dumps(key, default=str)):
             return {**stored["value"], "cached": True}
@@ -184,7 +205,7 @@ def cached_images(kind: str, key: dict, fn: Callable[[], torch.Tensor], root: st
     """A uint8 image tensor ``fn()``, stored once per ``(kind, key)`` as ``.npz``; ``FORCE=1`` recomputes."""
     root = Path(root) if root is not None else default_root()
     path = root / "images" / f"{kind}-{config_hash(key)}.npz"
-    if path.is_file() and not force_enabled():
+    if path.is_file() and not forced(path):
         with np.load(path, allow_pickle=False) as z:
             return torch.from_numpy(z["images"])
     images = fn()

@@ -26,6 +26,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+def fast_memory_format(device: str | torch.device | None = "auto") -> torch.memory_format:
+    """The memory format ddlib's UNets train and sample fastest in on ``device``.
+
+    Channels-last on a CPU, where oneDNN's convolutions prefer it. Measured on 2 AMD EPYC cores, fp32
+    (``python -m ddlib bench`` with and without ``--channels-last``): training ``ho-cifar10`` at batch 128
+    1.36× faster, ``tiny`` at batch 32 1.11×; DDIM sampling 1.11× and 1.32×. Elsewhere the default
+    layout, until the switch has been measured on a GPU (``.ci/gpu-check`` does).
+    """
+    return torch.channels_last if resolve_device(device).type == "cpu" else torch.contiguous_format
+
+
 def hardware_string(device: str | torch.device | None = None) -> str:
     """What a measurement ran on: the GPU's name, or the CPU model with its core and thread counts."""
     device = resolve_device(device)

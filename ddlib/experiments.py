@@ -299,10 +299,10 @@ def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int 
     digest.update(train_data.labels.numpy().tobytes())
     key = config_hash({"data": digest.hexdigest(), "steps": steps, "batch_size": batch_size, "width": width, "seed": seed})
     path = ctx.cache_root / "models" / f"classifier-{key}.pt"
-    from ddlib.cache import force_enabled
+    from ddlib.cache import forced
 
     t0 = time.perf_counter()
-    if path.is_file() and not force_enabled():
+    if path.is_file() and not forced(path):
         state = load_checkpoint(path)
         clf = SmallCNN(state["num_classes"], state["in_channels"], width)
         clf.load_state_dict(state["model"])

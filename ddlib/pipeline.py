@@ -182,6 +182,10 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     # libgomp's default spin-waiting makes PyTorch's CPU threads crawl (measured: 200× slower for a small UNet)
     # when the cores are shared with other work; passive waiting costs little when they are not.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from ddlib.cache import FORCE_SINCE_ENV, force_enabled
+
+    if force_enabled():  # FORCE=1 recomputes what this run touches once; later notebooks reuse it
+        os.environ[FORCE_SINCE_ENV] = repr(time.time())
 
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_model_range, to_uint8
-from ddlib.device import resolve_device
+from ddlib.device import fast_memory_format, resolve_device
 from ddlib.errors import DDLibError
 from ddlib.train import (
     CHECKPOINT, PRECISIONS, TrainConfig, TrainedModel, TrainResult, diffusion_loss, fit, load_trained, seeded_model,
@@ -476,7 +476,8 @@ def train_latent_diffusion(
     extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(latents.classes),
              "vae": {"run": str(Path(vae_run).resolve()), "hash": vae_hash}}
     return fit(model, loss_fn, latents, config, {**config.identity(), "vae": vae_hash}, out_dir, device=device,
-               resume=resume, progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra)
+               resume=resume, progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra,
+               memory_format=fast_memory_format(device))
 
 
 def load_latent_diffusion(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[TrainedModel, VAE]:

@@ -102,6 +102,7 @@ def one_thread():
 def test_cached_train_reuses_resumes_and_forces(tmp_path, monkeypatch, one_thread):
     data = synthetic_dataset(32)
     monkeypatch.delenv("FORCE", raising=False)
+    monkeypatch.delenv("DDLIB_FORCE_SINCE", raising=False)
     cfg = TrainConfig(steps=4, **TINY)
     first = cached_train(cfg, tmp_path, data=data, device="cpu")
     assert not first.reused and first.run_dir == tmp_path / "runs" / run_key(cfg)
@@ -120,6 +121,10 @@ def test_cached_train_reuses_resumes_and_forces(tmp_path, monkeypatch, one_threa
     monkeypatch.setenv("FORCE", "1")
     forced = cached_train(cfg, tmp_path, data=data, device="cpu")
     assert not forced.reused and forced.resumed_from == 0
+    import time
+
+    monkeypatch.setenv("DDLIB_FORCE_SINCE", repr(time.time() - 3600))  # a report run that began an hour ago
+    assert cached_train(cfg, tmp_path, data=data, device="cpu").reused  # trained during it: not again
 
 
 def test_cached_result_keys_and_force(tmp_path, monkeypatch):
@@ -135,8 +140,18 @@ def test_cached_result_keys_and_force(tmp_path, monkeypatch):
     c = cached_result("score", {"run": "x", "n": 20}, fn, tmp_path)
     assert a["fid"] == b["fid"] == 12.5 and not a["cached"] and b["cached"] and not c["cached"] and len(calls) == 2
     monkeypatch.setenv("FORCE", "1")
+    monkeypatch.delenv("DDLIB_FORCE_SINCE", raising=False)
     cached_result("score", {"run": "x", "n": 10}, fn, tmp_path)
     assert len(calls) == 3
+    # inside a report run (which sets DDLIB_FORCE_SINCE to its start), FORCE recomputes an entry once:
+    # what an earlier notebook of the same run wrote is reused
+    import time
+
+    monkeypatch.setenv("DDLIB_FORCE_SINCE", repr(time.time() + 1e-3))
+    time.sleep(0.01)
+    cached_result("score", {"run": "x", "n": 20}, fn, tmp_path)  # written before the run began: recomputed
+    cached_result("score", {"run": "x", "n": 20}, fn, tmp_path)  # written during the run: reused
+    assert len(calls) == 4
 
 
 # --------------------------------------------------------------------------------------------------

@@ -144,3 +144,36 @@ def test_cifar10_cpu_run_lowers_the_loss(tmp_path):
     print(f"CIFAR-10 tiny preset: loss {log[0]['loss']:.4f} (steps 1-25) -> {log[-1]['loss']:.4f} (steps 276-300)")
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 300
+
+
+def test_channels_last_changes_rounding_not_the_algorithm(tmp_path):
+    """Channels-last (the CPU default, ddlib.device.fast_memory_format) computes the same loss and gradients;
+    training follows the same trajectory up to rounding (which AdamW's normalised steps amplify a little)."""
+    from ddlib.device import fast_memory_format
+    from ddlib.train import diffusion_loss, fit
+
+    assert fast_memory_format("cpu") == torch.channels_last
+    torch.manual_seed(0)
+    model = unet_from_preset("test").train()
+    x, t = torch.randn(4, 3, 32, 32), torch.tensor([1, 10, 100, 999])
+    grads = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        model.zero_grad()
+        model.to(memory_format=fmt)
+        torch.manual_seed(1)  # same dropout mask
+        out = model(x.contiguous(memory_format=fmt), t)
+        out.square().mean().backward()
+        grads[fmt] = (out.detach().clone(), [p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(grads[torch.channels_last][0], grads[torch.contiguous_format][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads[torch.channels_last][1], grads[torch.contiguous_format][1]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+    cfg = TrainConfig(steps=10, **TINY)
+    data = synthetic_dataset(32)
+    losses = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        res = fit(cfg.make_model(data), diffusion_loss(cfg.make_schedule()), data, cfg, cfg.identity(),
+                  tmp_path / str(fmt), device="cpu", progress=False, memory_format=fmt)
+        losses[fmt] = [r["loss"] for r in read_log(res.out_dir / "log.jsonl")]
+    assert losses[torch.channels_last] == pytest.approx(losses[torch.contiguous_format], rel=0.02)
