@@ -66,3 +66,25 @@ def test_results_table_gives_ratios_at_equal_and_at_baseline_switches():
     assert rows[0].endswith("| 1.50× | 1.50× |")  # 300 / 200 both ways
     assert rows[1].endswith("| 1.25× | 2.50× |")  # 500 / 400 at equal switches, 500 / 200 against plain diffusers
     assert "bf16 + channels-last + compile" in rows[1]
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_script_dry_runs_on_cpu(tmp_path):
+    """.ci/gpu-check (the GPU run of issue 6) end to end on the CPU at toy sizes, so it cannot rot between GPUs."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "BATCH": "1", "SAMPLE_BATCH": "1", "SAMPLE_STEPS": "1", "ROUNDS": "1",
+           "DDPM_BATCH": "1", "DDPM_STEPS": "4", "OUT": str(tmp_path), "PY": sys.executable}
+    subprocess.run([str(repo / ".ci" / "gpu-check")], cwd=repo, env=env, check=True, capture_output=True, timeout=1200)
+    records = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["channels_last"], r["compile"]) for r in records] == [
+        ("ddlib", False, False), ("diffusers", False, False), ("ddlib", True, False), ("diffusers", True, False),
+        ("ddlib", True, True), ("diffusers", True, True)]
+    assert "train vs diffusers" in (tmp_path / "bench.md").read_text()
+    samplers = json.loads((tmp_path / "samplers.json").read_text())
+    assert [r["label"] for r in samplers["rows"]] == ["DDPM-4", "DDIM-1"] and samplers["claims"]["step_ratio"] == 4
