@@ -58,6 +58,11 @@ def train_row(ctx, run, label: str) -> dict:
 # 01: DDPM
 
 
+def _sampler_label(name: str, clip: bool) -> str:
+    """How a table names a sampler: with clip, x̂₀ was clamped to [-1, 1] at every step."""
+    return f"{name}, x̂₀ clipped" if clip else name
+
+
 def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None, batch_size: int, seed: int = 0,
                real_dataset: str | None = None, clip: bool = False) -> list[dict]:
     """DDPM ancestral samples' FID/KID (and the IS cell), plus the same metrics for ``n`` real images.
@@ -74,7 +79,8 @@ def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None,
     trained_steps = run.config.steps
     rows = [ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
                     model=f"{run.config.preset} UNet",
-                    sampler="DDPM ancestral" + (", x̂₀ clipped" if clip else ""), steps=run.config.num_train_timesteps, train_steps=trained_steps,
+                    sampler=_sampler_label("DDPM ancestral", clip), steps=run.config.num_train_timesteps,
+                    train_steps=trained_steps,
                     fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"], inception_score=is_cell,
                     sample_s=res["sample_s"], train_s=run.wall_s)]
     if real_dataset:
@@ -115,7 +121,7 @@ def ddim_sweep(ctx, run, *, steps: Sequence[int], etas: Sequence[float], n: int,
             res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(s), eta=float(eta), reference=reference,
                                        reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
             rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
-                                dataset=run.config.dataset, sampler="DDIM" + (", x̂₀ clipped" if clip else ""),
+                                dataset=run.config.dataset, sampler=_sampler_label("DDIM", clip),
                                 steps=int(s), eta=float(eta), fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
                                 sample_s=res["sample_s"], s_per_image=round(res["sample_s"] / n, 3)))
     return rows
@@ -190,7 +196,8 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
                             train_steps=run.config.steps, alpha_bar_last=float(s.alphas_cumprod[-1]),
                             log10_snr_mid=round(math.log10(float(s.snr[T // 2])), 3),
                             final_loss=round(sum(tail) / len(tail), 5) if tail else None,
-                            sampler=f"DDIM-{ddim_steps} η=0" + (", x̂₀ clipped" if clip else ""), fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
+                            sampler=_sampler_label(f"DDIM-{ddim_steps} η=0", clip), fid=res["fid"], kid=res["kid"],
+                            kid_std=res["kid_std"],
                             train_s=run.wall_s))
     return rows
 
