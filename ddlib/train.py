@@ -328,16 +328,22 @@ def train(
     progress: bool = True,
     evaluator: Callable[[nn.Module, int], dict] | None = None,
     eval_every: int = 0,
+    extra_identity: dict | None = None,
+    extra_state: dict | None = None,
 ) -> TrainResult:
-    """Train (or resume training) a diffusion UNet as ``config`` says; outputs go to ``out_dir``."""
+    """Train (or resume training) a diffusion UNet as ``config`` says; outputs go to ``out_dir``.
+
+    ``data`` may also be a :class:`ddlib.vae.LatentSet` (latent diffusion); ``extra_identity`` joins what a
+    checkpoint must match to be resumed, ``extra_state`` what every checkpoint stores (e.g. the VAE used).
+    """
     if data is None:
         data = load_dataset(config.dataset, limit=config.data_limit, progress=progress)
     schedule = config.make_schedule()
     model = seeded_model(config, data)
     loss_fn = diffusion_loss(schedule, config.class_conditional, config.p_uncond, data.num_classes)
-    extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(data.classes)}
-    return fit(model, loss_fn, data, config, config.identity(), out_dir, device=device, resume=resume,
-               progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra,
+    extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(data.classes), **(extra_state or {})}
+    return fit(model, loss_fn, data, config, {**config.identity(), **(extra_identity or {})}, out_dir, device=device,
+               resume=resume, progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra,
                memory_format=fast_memory_format(device))
 
 

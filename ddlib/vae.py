@@ -46,10 +46,10 @@ from tqdm.auto import tqdm
 
 from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_model_range, to_uint8
-from ddlib.device import fast_memory_format, resolve_device
+from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
 from ddlib.train import (
-    CHECKPOINT, PRECISIONS, TrainConfig, TrainedModel, TrainResult, diffusion_loss, fit, load_trained, seeded_model,
+    CHECKPOINT, PRECISIONS, TrainConfig, TrainedModel, TrainResult, fit, load_trained, seeded_model, train,
 )
 from ddlib.unet import AttnBlock
 
@@ -470,14 +470,9 @@ def train_latent_diffusion(
         latents = encode_dataset(vae, images, cache_dir=cache_dir, progress=progress)
     if latents.vae_hash != vae_hash:
         raise DDLibError(f"the latents were encoded by VAE {latents.vae_hash}, not by {vae_run} ({vae_hash}); re-encode them")
-    schedule = config.make_schedule()
-    model = seeded_model(config, latents)
-    loss_fn = diffusion_loss(schedule, config.class_conditional, config.p_uncond, latents.num_classes)
-    extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(latents.classes),
-             "vae": {"run": str(Path(vae_run).resolve()), "hash": vae_hash}}
-    return fit(model, loss_fn, latents, config, {**config.identity(), "vae": vae_hash}, out_dir, device=device,
-               resume=resume, progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra,
-               memory_format=fast_memory_format(device))
+    return train(config, out_dir, data=latents, device=device, resume=resume, progress=progress, evaluator=evaluator,
+                 eval_every=eval_every, extra_identity={"vae": vae_hash},
+                 extra_state={"vae": {"run": str(Path(vae_run).resolve()), "hash": vae_hash}})
 
 
 def load_latent_diffusion(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[TrainedModel, VAE]:
