@@ -168,13 +168,12 @@ class Context:
         FID reference called ``name``; their Inception features are cached under the images' sha1.
         Returns the label to put in tables; pass ``name`` as ``reference`` to :meth:`score`.
         """
-        import hashlib
-
         import numpy as np
 
+        from ddlib.data import images_sha1
         from ddlib.metrics import compute_features
 
-        sha = hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest()
+        sha = images_sha1(images)
         path = self.cache_root / "features" / f"{sha[:20]}.npz"
         if not path.is_file():
             t0 = time.perf_counter()

@@ -193,6 +193,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
+def images_sha1(images: torch.Tensor) -> str:
+    """The sha1 of an image tensor's bytes: names an image set in caches and provenance."""
+    return hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest()
+
+
 def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
     """Flip each image of a batch ``x`` of shape (B, …, W) left-right with probability ``p``, independently.
 

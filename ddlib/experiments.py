@@ -284,10 +284,9 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
         real = ctx.row(wall_s=None, n_samples=len(images), reference=dataset_label, method="real images (no model)",
                        latent_shape=None, scale_factor=None, train_steps=None, psnr_db=None, ssim=None, train_s=None)
         rows.insert(0, real)
-        import hashlib
+        from ddlib.data import images_sha1
 
-        key = {"vae": vae_run.key, "images": hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest(),
-               "reference": reference_label}
+        key = {"vae": vae_run.key, "images": images_sha1(images), "reference": reference_label}
         scores = ctx.cached("vae_fid", key, lambda: {"scores": [ctx.score(x, reference) for x in (images, recon, bicubic)]})
         for row, score in zip(rows, scores["scores"]):
             row.update(fid=score["fid"], kid=score["kid"], kid_std=score["kid_std"], fid_reference=reference_label)

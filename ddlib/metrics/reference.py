@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddlib.data import images_sha1
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
 from ddlib.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
@@ -62,12 +63,8 @@ def _reference_images(spec: str, count: int | None, data_dir, cache_dir, progres
             raise DDLibError(f"{spec} has {total} images, fewer than the {count} asked for; ask for at most {total}")
         images = images[torch.from_numpy(subset_indices(total, count))]
     images = as_uint8_images(images, spec)
-    _IMAGE_SHA1[(spec, count, str(data_dir), str(cache_dir))] = (_sha1(images), total, str(getattr(ds, "source", "")))
+    _IMAGE_SHA1[(spec, count, str(data_dir), str(cache_dir))] = (images_sha1(images), total, str(getattr(ds, "source", "")))
     return images, total, str(getattr(ds, "source", ""))
-
-
-def _sha1(images: torch.Tensor) -> str:
-    return hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest()
 
 
 def _current_sha1(spec: str, count: int | None, data_dir, cache_dir, progress: bool) -> str | None:
@@ -122,7 +119,7 @@ def reference_features(spec: str, *, count: int | None = None, data_dir=None, ca
                                      desc=f"FID features {spec}")
     prov = _provenance(dataset=spec, split=spec.split(":", 1)[1], count=len(images), split_size=total,
                        subset="all" if count is None else "random: numpy default_rng(0).permutation, first count, sorted",
-                       images_sha1=_sha1(images), image_shape=list(images.shape[1:]), source=source,
+                       images_sha1=images_sha1(images), image_shape=list(images.shape[1:]), source=source,
                        weights=load_extractor(device).weights, seconds=round(time.perf_counter() - t0, 1),
                        hardware=hardware_string(device))
     _save_features(fpath, feats, prov)
@@ -234,7 +231,7 @@ def image_sources(srcs, names=None, *, limit: int | None = None, device=None, ba
             images, desc = p
             feats = _images.compute_features(images, device=device, batch_size=batch_size, progress=progress,
                                              desc=f"FID features {name}")
-            prov = _provenance(source=desc, count=len(images), images_sha1=_sha1(images), image_shape=list(images.shape[1:]))
+            prov = _provenance(source=desc, count=len(images), images_sha1=images_sha1(images), image_shape=list(images.shape[1:]))
             out.append(Source(desc, FIDStatistics.from_features(feats, prov), feats))
     return out
 
