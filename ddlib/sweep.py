@@ -27,7 +27,7 @@ from ddlib.classifier import SmallCNN, class_consistency
 from ddlib.cost import measure, memory_method
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
-from ddlib.generate import class_labels, generate
+from ddlib.generate import generate
 from ddlib.schedules import NoiseSchedule
 
 
@@ -61,10 +61,10 @@ def guidance_sweep(
         raise DDLibError(f"guidance scales must be >= 0 (1 = conditional, 0 = unconditional), got {bad}")
     if n_per_scale < 1:
         raise DDLibError(f"n_per_scale must be >= 1, got {n_per_scale}")
-    if classes is not None and (not classes or min(classes) < 0 or max(classes) >= num_classes):
+    classes = list(range(num_classes)) if classes is None else classes
+    if not classes or min(classes) < 0 or max(classes) >= num_classes:
         raise DDLibError(f"classes must be a non-empty list of labels in 0..{num_classes - 1}, got {classes}")
-    labels = class_labels(n_per_scale, num_classes) if classes is None else \
-        torch.tensor(classes)[torch.arange(n_per_scale) % len(classes)]
+    labels = torch.tensor(classes)[torch.arange(n_per_scale) % len(classes)]  # (N,) cycling through the classes
     records = []
     for s in scales:
         t0 = time.perf_counter()
