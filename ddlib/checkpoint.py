@@ -21,6 +21,15 @@ from ddlib.errors import DDLibError
 
 FORMAT = "ddlib-checkpoint-v1"
 
+CHECKPOINT = "checkpoint.pt"
+
+
+def run_checkpoint(run: str | Path) -> Path:
+    """The checkpoint of a run folder (``run/checkpoint.pt``, whether or not the folder exists yet), or
+    ``run`` itself when it names a ``.pt`` file."""
+    path = Path(run)
+    return path if path.suffix == ".pt" and not path.is_dir() else path / CHECKPOINT
+
 
 def config_hash(config: dict) -> str:
     """A short, stable hash of a JSON-able config (key order does not matter)."""

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ddlib.checkpoint import check_config, load_checkpoint, save_checkpoint
+from ddlib.checkpoint import CHECKPOINT, check_config, load_checkpoint, run_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
 from ddlib.errors import DDLibError
@@ -39,7 +39,6 @@ from ddlib.guidance import drop_labels
 from ddlib.schedules import NoiseSchedule, make_schedule
 from ddlib.unet import UNet, UNetConfig, preset_config
 
-CHECKPOINT = "checkpoint.pt"
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -360,8 +359,7 @@ class TrainedModel:
 
 def load_trained(run: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> TrainedModel:
     """Load a run folder (or its ``checkpoint.pt``) written by :func:`train`, in eval mode."""
-    path = Path(run)
-    ckpt = path / CHECKPOINT if path.is_dir() else path
+    ckpt = run_checkpoint(run)
     state = load_checkpoint(ckpt)
     if state.get("kind") != "unet":
         raise DDLibError(f"{ckpt} holds a {state.get('kind')!r} model, not a diffusion UNet")

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
+from ddlib.checkpoint import config_hash, load_checkpoint, run_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_model_range, to_uint8
 from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
@@ -340,8 +340,7 @@ def train_vae(
 
 def load_vae(run: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> VAE:
     """The VAE of a :func:`train_vae` run folder (or its checkpoint), with its scale factor, in eval mode."""
-    path = Path(run)
-    ckpt = path / CHECKPOINT if path.is_dir() else path
+    ckpt = run_checkpoint(run)
     state = load_checkpoint(ckpt)
     if state.get("kind") != "vae":
         raise DDLibError(f"{ckpt} holds a {state.get('kind')!r} model, not a VAE; point to a train_vae run")
@@ -478,8 +477,7 @@ def train_latent_diffusion(
 def load_latent_diffusion(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[TrainedModel, VAE]:
     """The (EMA) UNet of a :func:`train_latent_diffusion` run and the VAE it was trained with."""
     trained = load_trained(run, device=device)
-    path = Path(run)
-    info = load_checkpoint(path / CHECKPOINT if path.is_dir() else path).get("vae")
+    info = load_checkpoint(run_checkpoint(run)).get("vae")
     if info is None:
         raise DDLibError(f"{run} is a pixel-space run (no VAE recorded); use ddlib.train.load_trained")
     vae = load_vae(info["run"], device=device)

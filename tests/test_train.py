@@ -121,6 +121,8 @@ def test_corrupt_and_missing_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "plain.pt")
     with pytest.raises(DDLibError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "absent.pt")
+    with pytest.raises(DDLibError, match=r"train first \(python -m ddlib train --out .*never\)"):
+        load_trained(tmp_path / "never")  # a run folder not made yet: the hint names that folder
 
 
 def test_bad_training_options():
