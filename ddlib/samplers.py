@@ -31,8 +31,18 @@ SPACINGS = ("leading", "trailing", "linspace")
 
 def _as_batch_t(t, x: torch.Tensor) -> torch.Tensor:
     """An int or 0-d/1-d tensor of timesteps as an int64 (B,) tensor on ``x``'s device."""
+    if isinstance(t, (int, np.integer)):  # filled on the device: no copy from host memory
+        return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
     t = torch.as_tensor(t, dtype=torch.long, device=x.device)
     return t.expand(x.shape[0]) if t.dim() == 0 else t
+
+
+def _any(condition) -> bool:
+    """``condition.any()`` for an int comparison or a CPU tensor; True for a GPU tensor, whose values are not
+    read back (that would make the host wait for the GPU every step). Callers only use it to skip work."""
+    if isinstance(condition, (bool, np.bool_)):
+        return bool(condition)
+    return bool(condition.any()) if condition.device.type == "cpu" else True
 
 
 def _noise_like(x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
@@ -59,14 +69,14 @@ def ddpm_update(
     """
     if variance not in VARIANCES:
         raise DDLibError(f"unknown DDPM variance {variance!r}; choose one of {', '.join(VARIANCES)}")
-    t = _as_batch_t(t, x_t)
+    t_given, s, t = t, s.to(x_t.device), _as_batch_t(t, x_t)
     x0 = _predict_x0(s, eps, t, x_t, clip)
     dt = x_t.dtype
     mean = extract(s.posterior_mean_coef_x0, t, x_t.shape, dt) * x0 + extract(s.posterior_mean_coef_xt, t, x_t.shape, dt) * x_t
     var_table = s.posterior_variance if variance == "fixed_small" else s.betas
     sigma = extract(var_table, t, x_t.shape).sqrt().to(dt)  # (B, 1, 1, 1)
     nonzero = (t > 0).to(dt).reshape(sigma.shape)  # no noise at t = 0
-    if bool((t > 0).any()):
+    if _any(t_given > 0 if isinstance(t_given, (int, np.integer)) else t > 0):
         mean = mean + nonzero * sigma * _noise_like(x_t, noise, generator)
     return mean, x0
 
@@ -87,10 +97,14 @@ def ddim_update(
     """
     if eta < 0:
         raise DDLibError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
-    t = _as_batch_t(t, x_t)
-    t_prev = _as_batch_t(t_prev, x_t)
-    if bool((t_prev >= t).any()):
+    if isinstance(t, (int, np.integer)) and isinstance(t_prev, (int, np.integer)):
+        backwards = t_prev < t
+    else:
+        tp, tt = _as_batch_t(t_prev, x_t), _as_batch_t(t, x_t)
+        backwards = tt.device.type != "cpu" or not bool((tp >= tt).any())  # GPU values are not read back
+    if not backwards:
         raise DDLibError("DDIM steps must go backwards in time: need t_prev < t")
+    s, t, t_prev = s.to(x_t.device), _as_batch_t(t, x_t), _as_batch_t(t_prev, x_t)
     dt = x_t.dtype
     x0 = _predict_x0(s, eps, t, x_t, clip)
     bshape = (-1,) + (1,) * (x_t.dim() - 1)
@@ -150,7 +164,7 @@ def _sample_loop(model, shape, pairs, update, x_T, generator, device, dtype, pro
         t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         with torch.no_grad():
             eps = model(x, t_batch, **model_kwargs).to(dtype)
-        x, x0 = update(eps, t_batch, t_prev, x)
+        x, x0 = update(eps, t, t_prev, x)  # Python ints: the update's checks read no GPU values
         if callback is not None:
             callback({"i": i, "t": t, "t_prev": t_prev, "x": x, "x0": x0})
     return x

@@ -47,6 +47,9 @@ def measure(run_dir: str, sampler: str = "ddim", num_steps: int = 50, eta: float
         result["images"], _ = generate(trained.model, trained.schedule, batch_size, sampler=sampler,
                                        num_steps=num_steps, eta=eta, seed=seed, batch_size=batch_size, progress=False)
 
+    if dev.type == "cuda":  # one untimed step first: CUDA context, kernel loading and cuDNN set-up are not sampling
+        generate(trained.model, trained.schedule, batch_size, sampler="ddim", num_steps=1, seed=seed,
+                 batch_size=batch_size, progress=False)
     wall, added = cost.measure(sample, dev)
     steps = len(trained.schedule) if sampler == "ddpm" else num_steps
     out = {"sampler": sampler, "steps": steps, "eta": eta if sampler == "ddim" else None, "batch_size": batch_size,

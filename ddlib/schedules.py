@@ -64,6 +64,26 @@ class NoiseSchedule:
         self.posterior_variance = (1.0 - self.alphas_cumprod_prev) / one_minus * betas
         self.posterior_mean_coef_x0 = self.alphas_cumprod_prev.sqrt() * betas / one_minus
         self.posterior_mean_coef_xt = self.alphas.sqrt() * (1.0 - self.alphas_cumprod_prev) / one_minus
+        self._alpha_bar_padded = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])  # ᾱ_{-1} = 1
+        self._copies: dict[torch.device, NoiseSchedule] = {}
+
+    def to(self, device: str | torch.device) -> NoiseSchedule:
+        """This schedule with its tables on ``device``, made once per device and then reused.
+
+        Samplers and the training loss move the schedule once, so that a step on a GPU gathers from tables
+        already there instead of copying them from host memory, which would make the host wait for the GPU.
+        """
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.betas.device == device:
+            return self
+        if device not in self._copies:
+            moved = object.__new__(NoiseSchedule)
+            moved.__dict__.update({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()})
+            moved._copies = {self.betas.device: self}
+            self._copies[device] = moved
+        return self._copies[device]
 
     @property
     def num_train_timesteps(self) -> int:
@@ -84,12 +104,15 @@ class NoiseSchedule:
     def alpha_bar(self, t: torch.Tensor | int) -> torch.Tensor:
         """ᾱ_t with the convention ᾱ_{-1} = 1 (float64, same shape as ``t``)."""
         t = torch.as_tensor(t, dtype=torch.long)
-        padded = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])
-        return padded.to(t.device)[t + 1]
+        return self._alpha_bar_padded.to(t.device)[t + 1]
 
     def check_timesteps(self, t: torch.Tensor) -> None:
+        """int64, non-empty, within 0..T-1. The range is checked on the CPU only: reading a GPU tensor's values
+        would make the host wait for the GPU every step (an out-of-range index there fails in the gather)."""
         if t.dtype not in (torch.int64, torch.int32) or t.numel() == 0:
             raise DDLibError(f"timesteps must be a non-empty int64 tensor, got {t.dtype} with {t.numel()} elements")
+        if t.device.type != "cpu":
+            return
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= len(self):
             raise DDLibError(f"timesteps must lie in 0..{len(self) - 1} for this schedule, got {lo}..{hi}")

@@ -142,14 +142,23 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         b_ema.copy_(b)
 
 
-def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
-    """Indices of the batch at ``step``: epochs are seeded permutations, the last partial batch dropped."""
+def epoch_permutation(n: int, epoch: int, seed: int) -> torch.Tensor:
+    """The seeded order of the ``n`` images in ``epoch`` (drawn on the CPU, so equal on every device)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(step_seed(seed, -1 - epoch)))
+
+
+def batch_position(n: int, batch_size: int, step: int) -> tuple[int, int]:
+    """``(epoch, k)``: the batch at ``step`` is batch ``k`` of ``epoch``; the last partial batch is dropped."""
     per_epoch = n // batch_size
     if per_epoch == 0:
         raise DDLibError(f"batch_size {batch_size} is larger than the data set ({n} images); lower --batch-size")
-    epoch, k = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(step_seed(seed, -1 - epoch))
-    return torch.randperm(n, generator=g)[k * batch_size : (k + 1) * batch_size]
+    return divmod(step, per_epoch)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Indices of the batch at ``step``: epochs are seeded permutations, the last partial batch dropped."""
+    epoch, k = batch_position(n, batch_size, step)
+    return epoch_permutation(n, epoch, seed)[k * batch_size : (k + 1) * batch_size]
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -251,10 +260,14 @@ def fit(
     model.train()
     loss_sum, loss_count, t_last, step_last = torch.zeros((), device=device), 0, time.perf_counter(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    order, order_epoch = None, None  # this epoch's permutation, copied to the device once per epoch
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         while step < cfg.steps:
             torch.manual_seed(step_seed(cfg.seed, step))
-            idx = batch_indices(len(images), cfg.batch_size, step, cfg.seed).to(device)
+            epoch, k = batch_position(len(images), cfg.batch_size, step)
+            if epoch != order_epoch:  # a copy from pageable memory waits for the GPU: once an epoch, not every step
+                order, order_epoch = epoch_permutation(len(images), epoch, cfg.seed).to(device), epoch
+            idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             x = images[idx]  # (B, C, H, W)
             x = to_model_range(x) if x.dtype == torch.uint8 else x  # pixels to [-1, 1]; float data (latents) as is
             if cfg.hflip:
@@ -302,7 +315,7 @@ def diffusion_loss(schedule: NoiseSchedule, class_conditional: bool = False, p_u
     def loss_fn(model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t = torch.randint(0, T, (x0.shape[0],), device=x0.device)  # (B,) uniform timesteps
         noise = torch.randn_like(x0)
-        x_t = schedule.add_noise(x0, noise, t)
+        x_t = schedule.to(x0.device).add_noise(x0, noise, t)  # tables on x0's device, moved once
         kwargs = {"y": drop_labels(y, p_uncond, null_class)} if class_conditional else {}
         eps = model(x_t, t, **kwargs)
         return F.mse_loss(eps.float(), noise)

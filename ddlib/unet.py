@@ -130,7 +130,8 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         qkv = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, HW, C/heads)
+        # each (B, heads, HW, C/heads), made contiguous: the fused attention kernels need a unit last stride
+        q, k, v = (u.contiguous() for u in qkv.transpose(-1, -2).unbind(1))
         h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads)
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddlib.errors import DDLibError
-from ddlib.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from ddlib.samplers import ddim_sample, ddim_step, ddim_timesteps, ddim_update, ddpm_sample, ddpm_step, ddpm_update
 from ddlib.schedules import make_schedule
 
 T = 1000
@@ -200,3 +200,24 @@ def test_bad_input_is_one_clear_line(sched, call, words):
     with pytest.raises(DDLibError) as info:
         call(sched)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_updates_take_python_int_timesteps_like_tensors():
+    # The sampling loops pass ints (no GPU values are read back); the result must equal the tensor path.
+    s = make_schedule("linear", num_train_timesteps=20)
+    g = torch.Generator().manual_seed(0)
+    x, eps = torch.randn(3, 2, 4, 4, generator=g), torch.randn(3, 2, 4, 4, generator=g)
+    noise = torch.randn(3, 2, 4, 4, generator=g)
+    as_tensor = lambda v: torch.full((3,), v, dtype=torch.long)  # noqa: E731
+    for eta in (0.0, 1.0):
+        a = ddim_update(s, eps, 12, 7, x, eta=eta, noise=noise)[0]
+        b = ddim_update(s, eps, as_tensor(12), as_tensor(7), x, eta=eta, noise=noise)[0]
+        assert torch.equal(a, b)
+    assert torch.equal(ddpm_update(s, eps, 5, x, noise=noise)[0], ddpm_update(s, eps, as_tensor(5), x, noise=noise)[0])
+    # at t = 0 no noise is added, and none is drawn: the generator's state is untouched
+    g0 = torch.Generator().manual_seed(1)
+    before = g0.get_state()
+    ddpm_update(s, eps, 0, x, generator=g0)
+    assert torch.equal(g0.get_state(), before)
+    with pytest.raises(DDLibError, match="backwards"):
+        ddim_update(s, eps, 7, 12, x)

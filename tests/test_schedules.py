@@ -121,3 +121,13 @@ def test_bad_input_is_one_clear_line(call, words):
     with pytest.raises(DDLibError) as info:
         call()
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_schedule_moves_its_tables_once_per_device():
+    s = make_schedule("linear", num_train_timesteps=10)
+    assert s.to("cpu") is s
+    moved = s.to("meta")  # a device without data: checks where the tables go, not their values
+    assert moved is s.to("meta") and moved.to("cpu") is s  # made once, and the way back is the original
+    assert all(getattr(moved, k).device.type == "meta" for k in ("betas", "alphas_cumprod", "posterior_variance",
+                                                                  "posterior_mean_coef_x0", "_alpha_bar_padded"))
+    assert moved.name == s.name and len(moved) == 10 and s.betas.device.type == "cpu"
