@@ -73,10 +73,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Dense matmul FLOP/s measured here: the denominator of MFU."""
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 5) -> float:
+    """Dense matmul FLOP/s measured here: the denominator of MFU.
+
+    ``n``: the matrix size, by default 8192 on a GPU (smaller products do not reach its peak, which would
+    flatter the MFU) and 2048 on a CPU.
+    """
+    n = n or (8192 if device.type == "cuda" else 2048)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
+    for _ in range(3 if device.type == "cuda" else 1):  # warm-up: kernel choice, clocks
+        a @ b
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
@@ -104,9 +110,10 @@ def _train_step_fn(model: nn.Module, batch: int, device: torch.device, amp, chan
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=device.type == "cuda")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x0 = torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device).to(memory_format=fmt)
-    schedule = make_schedule("linear")
+    schedule = make_schedule("linear").to(device)
 
     def step() -> None:
+        model.train()
         t = torch.randint(0, 1000, (batch,), device=device)
         noise = torch.randn_like(x0)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -123,6 +130,7 @@ def _sample_fn(model: nn.Module, batch: int, steps: int, device: torch.device, a
     schedule = make_schedule("linear")
 
     def sample() -> None:
+        model.eval()  # dropout off, as in real sampling
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             ddim_sample(model, schedule, (batch, cfg.in_channels, cfg.image_size, cfg.image_size), num_steps=steps,
                         progress=False, device=device)
