@@ -306,3 +306,24 @@ def test_fid_evaluator_on_a_tiny_model(tmp_cache):
     assert set(out) >= {"fid", "kid_mean", "kid_std", "fid_n", "fid_ref_n"}
     assert out["fid_n"] == 4 and out["fid_ref_n"] == 6 and math.isfinite(out["fid"]) and out["fid"] > 0
     assert ev.to_dict()["num_samples"] == 4
+
+
+def test_half_copy_rounds_matrices_only_and_restores_the_nan_head(tmp_path):
+    # What the copy must hold, derived without write_half: fp16 rounding of every >=2-D tensor (IEEE
+    # round-to-nearest: 1 + 2**-12 is a tie and rounds to 1), 1-D tensors bit-exact, no head on disk.
+    conv = torch.tensor([[[[1 + 2**-12]], [[1 + 3 * 2**-12]], [[0.1]]]])  # (1, 3, 1, 1)
+    running_var = torch.tensor([1e-7, 3.0])  # 1e-7 is subnormal in float16: it must stay float32
+    src = tmp_path / "full.pth"
+    torch.save({"Mixed_7c.branch_pool.conv.weight": conv, "Mixed_7c.branch_pool.bn.running_var": running_var,
+                "fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}, src)
+    dst = inception.write_half(src, tmp_path / "copy.fp16.pth")
+    back = inception.load_state_dict(dst)
+    assert back["Mixed_7c.branch_pool.conv.weight"].dtype == torch.float32
+    assert back["Mixed_7c.branch_pool.conv.weight"].flatten().tolist() == [1.0, 1 + 2**-10, 0.0999755859375]
+    assert torch.equal(back["Mixed_7c.branch_pool.bn.running_var"], running_var)
+    assert back["fc.weight"].shape == (1008, 2048) and torch.isnan(back["fc.weight"]).all()
+    assert not inception.has_classifier_head(back)
+    assert "fc.weight" not in torch.load(dst, weights_only=True)["state"]  # the 8 MB head does not travel
+    assert inception.weights_description(dst).startswith("float16 copy of full.pth")
+    with pytest.raises(DDLibError, match="fp16.pth"):
+        inception.write_half(src, tmp_path / "copy.pth")
