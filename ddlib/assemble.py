@@ -135,6 +135,12 @@ def summary_table(ctx) -> object:
         rows.append({"experiment": f"DDIM η={eta:g}, best S (02)", "setting": f"S={best.get('steps')}",
                      "fid": best.get("fid"), "kid": best.get("kid"),
                      **{k: best.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    for r in _table(out, "fid_final"):
+        real = r.get("sampler") == "—"
+        rows.append({"experiment": "real images: the FID floor (02)" if real else "headline: best DDIM setting (02)",
+                     "setting": r.get("model") if real else f"S={r.get('steps')}, η={r.get('eta')}",
+                     "fid": r.get("fid"), "kid": r.get("kid"),
+                     **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
     for r in _table(out, "speed_memory"):
         rows.append({"experiment": f"sampling cost {r.get('sampler')} (02)", "setting": f"batch {r.get('batch_size')}",
                      "fid": None, "kid": None, **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})

@@ -127,6 +127,43 @@ def ddim_sweep(ctx, run, *, steps: Sequence[int], etas: Sequence[float], n: int,
     return rows
 
 
+def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, reference_count: int | None,
+              batch_size: int, seed: int = 0, clip: bool = False, real_dataset: str | None = None) -> list[dict]:
+    """The headline FID: the sweep's lowest-FID (S, η) scored again with ``n`` samples.
+
+    FID is biased upwards at small n (:mod:`ddlib.metrics`), so the sweep ranks settings at its small, equal n and
+    the chosen one is scored once with many samples. With ``real_dataset``, a second row scores ``n`` real images
+    of it (seeded subset) against the same reference: the floor at this n (use held-out images, e.g. the test split).
+    """
+    from ddlib.data import load_dataset
+    from ddlib.metrics import subset_indices
+
+    best = min(sweep_rows, key=lambda r: r["fid"])
+    ref_label = ctx.reference_label(reference, reference_count)
+    res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(best["steps"]), eta=float(best["eta"]),
+                               reference=reference, reference_count=reference_count, batch_size=batch_size, seed=seed,
+                               clip=clip)
+    chosen = f"lowest FID of {len(sweep_rows)} settings at n={best['n_samples']}"
+    rows = [ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
+                    model=f"{run.config.preset} UNet", sampler=_sampler_label("DDIM", clip), steps=int(best["steps"]),
+                    eta=float(best["eta"]), train_steps=run.config.steps, fid=res["fid"], kid=res["kid"],
+                    kid_std=res["kid_std"], chosen_from=chosen, sample_s=res["sample_s"])]
+    if real_dataset:
+        def real() -> dict:
+            data = load_dataset(real_dataset, progress=False)
+            count = min(n, len(data))
+            return ctx.score(data.images[torch.from_numpy(subset_indices(len(data), count, seed=seed))], reference,
+                             reference_count)
+
+        r = ctx.cached("real_score", {"dataset": real_dataset, "n": n, "seed": seed, "reference": reference,
+                                      "reference_count": reference_count, "subset": "metrics.subset_indices"}, real)
+        rows.append(ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
+                            model=f"real images ({real_dataset})", sampler="—", steps=None, eta=None, train_steps=None,
+                            fid=r["fid"], kid=r["kid"], kid_std=r["kid_std"], chosen_from="the floor at this n",
+                            sample_s=None))
+    return rows
+
+
 def consistency_rows(ctx, run, *, steps: Sequence[int], n: int, pool: int | None = None, seed: int = 0,
                      batch_size: int = 100, clip: bool = False) -> tuple[list[torch.Tensor], list[str]]:
     """DDIM (η = 0) samples from the same x_T with each S: rows of images and their labels (DDIM §5.2).
