@@ -15,6 +15,7 @@ import torch
 
 from ddlib.errors import DDLibError
 
+_MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None): CUDA when a GPU is visible, else CPU; a named CUDA device must exist."""
@@ -33,7 +34,13 @@ def fast_memory_format(device: str | torch.device | None = "auto") -> torch.memo
     (``python -m ddlib bench`` with and without ``--channels-last``): training ``ho-cifar10`` at batch 128
     1.36× faster, ``tiny`` at batch 32 1.11×; DDIM sampling 1.11× and 1.32×. Elsewhere the default
     layout, until the switch has been measured on a GPU (``.ci/gpu-check`` does).
+    ``DDLIB_MEMORY_FORMAT=channels_last|contiguous`` overrides the choice on every device.
     """
+    forced = os.environ.get("DDLIB_MEMORY_FORMAT")
+    if forced:
+        if forced not in _MEMORY_FORMATS:
+            raise DDLibError(f"DDLIB_MEMORY_FORMAT={forced!r}: use one of {', '.join(_MEMORY_FORMATS)}, or unset it")
+        return _MEMORY_FORMATS[forced]
     return torch.channels_last if resolve_device(device).type == "cpu" else torch.contiguous_format
 
 

@@ -179,3 +179,15 @@ def test_channels_last_changes_rounding_not_the_algorithm(tmp_path):
                   tmp_path / str(fmt), device="cpu", progress=False, memory_format=fmt)
         losses[fmt] = [r["loss"] for r in read_log(res.out_dir / "log.jsonl")]
     assert losses[torch.channels_last] == pytest.approx(losses[torch.contiguous_format], rel=0.02)
+
+
+def test_memory_format_override(monkeypatch):
+    from ddlib.device import fast_memory_format
+
+    monkeypatch.setenv("DDLIB_MEMORY_FORMAT", "contiguous")
+    assert fast_memory_format("cpu") == torch.contiguous_format
+    monkeypatch.setenv("DDLIB_MEMORY_FORMAT", "channels_last")
+    assert fast_memory_format("cpu") == torch.channels_last
+    monkeypatch.setenv("DDLIB_MEMORY_FORMAT", "nhwc")
+    with pytest.raises(DDLibError, match="channels_last, contiguous"):
+        fast_memory_format("cpu")
