@@ -88,3 +88,72 @@ def test_the_prepared_gpu_script_dry_runs_on_cpu(tmp_path):
     assert "train vs diffusers" in (tmp_path / "bench.md").read_text()
     # what the second call (.ci/gpu-report) sizes the report from
     assert (tmp_path / "state" / "bench.jsonl").read_text() == (tmp_path / "bench.jsonl").read_text()
+
+
+def _fake_bench(path, cl_train: float):
+    import json
+
+    rows = [{"model": "ddlib", "compile": False, "channels_last": False, "train_img_per_s": 2000.0, "device": "GPU"},
+            {"model": "diffusers", "compile": False, "channels_last": False, "train_img_per_s": 9000.0, "device": "GPU"},
+            {"model": "ddlib", "compile": False, "channels_last": True, "train_img_per_s": cl_train, "device": "GPU"},
+            {"model": "ddlib", "compile": True, "channels_last": True, "train_img_per_s": 9999.0, "device": "GPU"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("cl_train, layout", [(2100.0, "channels_last"), (1900.0, "contiguous")])
+def test_gpu_profile_sizing(tmp_path, cl_train, layout):
+    """.ci/gpu_size_profile.py: the faster uncompiled ddlib layout (diffusers and compile rows ignored), and the
+    steps that fill what the measured fixed costs leave of the target."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / ".ci"))
+    try:
+        import gpu_size_profile as sizing
+    finally:
+        sys.path.pop(0)
+    _fake_bench(tmp_path / "bench.jsonl", cl_train)
+    base = repo / "notebooks" / "profiles" / "gpu.yaml"
+    out = subprocess.run([sys.executable, str(repo / ".ci" / "gpu_size_profile.py"), str(tmp_path / "bench.jsonl"),
+                          str(base), str(tmp_path / "sized.yaml"), "--target-s", "700"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == layout
+    sized, original = yaml.safe_load((tmp_path / "sized.yaml").read_text()), yaml.safe_load(base.read_text())
+    assert set(sized) == set(original)
+    img_per_s = max(2000.0, cl_train) * sizing.TRAIN_LOOP_EFFICIENCY
+    main_s = (700 - sum(sizing.FIXED_S.values())) / (1 + 3 / sizing.SCHEDULE_FRACTION)  # three schedules at 1/5
+    assert sized["train_steps"] == int(main_s * img_per_s / 128) // 100 * 100
+    assert sized["schedule_train_steps"] == sized["train_steps"] // 5 // 100 * 100
+    assert {k: v for k, v in sized.items() if "steps" not in k} == {k: v for k, v in original.items() if "steps" not in k}
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_report_dry_runs_on_cpu(tmp_path):
+    """.ci/gpu-report (the gpu profile's report on the lent GPU) end to end on the CPU with the smoke profile's
+    values: sizing, the pipeline, and the three files it returns."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    _fake_bench(tmp_path / "bench.jsonl", 2100.0)
+    env = {**os.environ, "NO_WHEELS": "1", "BASE": str(repo / "notebooks" / "profiles" / "smoke.yaml"),
+           "BENCH": str(tmp_path / "bench.jsonl"), "DEVICE": "cpu", "TARGET_S": "1", "MIN_STEPS": "30",
+           "REPORTS_DIR": str(tmp_path / "reports"), "OUT": str(tmp_path / "out"), "PY": sys.executable}
+    proc = subprocess.run([str(repo / ".ci" / "gpu-report")], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["gpu-sized.yaml", "notebooks-smoke.tgz", "report-log.txt",
+                                                     "report.html", "reports-smoke.tgz"]
+    with tarfile.open(out / "reports-smoke.tgz") as tar:
+        names = tar.getnames()
+    assert "smoke/tables/fid_final.csv" in names and not any("/notebooks/" in n for n in names)
+    assert "train_steps: 30" in (out / "gpu-sized.yaml").read_text()
+    assert (tmp_path / "reports" / "smoke" / "STATUS").read_text().startswith("complete")
