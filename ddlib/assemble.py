@@ -27,12 +27,15 @@ def _table(out: Path, name: str) -> list[dict]:
 
 
 def git_revision(repo: Path) -> str:
-    """``<short hash>`` of HEAD, with ``+uncommitted changes`` when the work tree differs; ``unknown`` without git."""
+    """``<short hash>`` of HEAD, with ``+uncommitted changes`` when the work tree differs; ``unknown`` without git.
+
+    Changes under ``reports/`` do not count: a report run rewrites its own committed outputs there.
+    """
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
+                               cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev or "unknown") + (" + uncommitted changes" if dirty else "")

@@ -348,3 +348,25 @@ def test_distance_to_last_row_in_uint8_levels():
 
     base = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
     assert distance_to_last([base + 10, base - 5, base]) == [10.0, 5.0, 0.0]
+
+
+def test_git_revision_ignores_the_reports_a_run_rewrites(tmp_path):
+    import subprocess
+
+    from ddlib.assemble import git_revision
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "t.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_revision(tmp_path)
+    assert len(clean) >= 7 and "uncommitted" not in clean
+    (tmp_path / "reports" / "t.md").write_text("new\n")  # what a report run does
+    assert git_revision(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_revision(tmp_path) == clean + " + uncommitted changes"
