@@ -39,6 +39,7 @@ class BenchConfig:
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str | None = None  # torch.compile's mode, e.g. "reduce-overhead" (CUDA graphs on a GPU)
     warmup: int = 2
     rounds: int = 3  # timed rounds per model (alternating between models)
     steps_per_round: int = 2
@@ -172,7 +173,7 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
         probe = torch.randn(2, model.config.in_channels, model.config.image_size, model.config.image_size, device=device)
         flops = forward_flops(model.eval(), probe, torch.tensor([10, 10], device=device))
         if cfg.compile:
-            model = torch.compile(model)
+            model = torch.compile(model, mode=cfg.compile_mode)
         train_fns[name] = _train_step_fn(model.train(), cfg.batch_size, device, amp, cfg.channels_last)
         sample_fns[name] = _sample_fn(model, sample_batch, cfg.sample_steps, device, amp)
         results[name] = {"model": name, "params": count_parameters(models[name]), "fwd_gflops_per_img": flops / 1e9}
@@ -210,6 +211,8 @@ def switches(record: dict) -> str:
     """The fast-path switches a result ran with, e.g. ``bf16 + channels-last + compile``."""
     parts = [record.get("autocast", "fp32")]
     parts += [name for key, name in (("channels_last", "channels-last"), ("compile", "compile")) if record.get(key)]
+    if record.get("compile") and record.get("compile_mode"):
+        parts[-1] += f" ({record['compile_mode']})"
     return " + ".join(parts)
 
 

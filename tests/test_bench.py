@@ -66,6 +66,9 @@ def test_results_table_gives_ratios_at_equal_and_at_baseline_switches():
     assert rows[0].endswith("| 1.50× | 1.50× |")  # 300 / 200 both ways
     assert rows[1].endswith("| 1.25× | 2.50× |")  # 500 / 400 at equal switches, 500 / 200 against plain diffusers
     assert "bf16 + channels-last + compile" in rows[1]
+    from ddlib.bench import switches
+
+    assert switches(rec("ddlib", 1.0, compile=True, compile_mode="reduce-overhead")) == "bf16 + compile (reduce-overhead)"
 
 
 @pytest.mark.slow

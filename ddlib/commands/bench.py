@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile's mode (reduce-overhead: CUDA graphs on a GPU, against launch overhead)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps-per-round", type=int, default=2)
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     cfg = BenchConfig(preset=args.preset, batch_size=args.batch, device=args.device, precision=args.precision,
-                      channels_last=args.channels_last, compile=args.compile, warmup=args.warmup, rounds=args.rounds,
+                      channels_last=args.channels_last, compile=args.compile or args.compile_mode is not None,
+                      compile_mode=args.compile_mode, warmup=args.warmup, rounds=args.rounds,
                       steps_per_round=args.steps_per_round, sample_steps=args.sample_steps,
                       sample_batch=args.sample_batch)
     results = run_bench(cfg, compare=args.compare, progress=lambda m: print(m, file=sys.stderr))
