@@ -63,6 +63,20 @@ def _sampler_label(name: str, clip: bool) -> str:
     return f"{name}, x̂₀ clipped" if clip else name
 
 
+def real_score(ctx, dataset: str, n: int, *, seed: int, reference: str, reference_count: int | None) -> dict:
+    """FID/KID of ``n`` real images of ``dataset`` (a seeded random subset) against the reference, cached: the
+    floor a model's score at this n is to be read against (FID is biased upwards at small n, :mod:`ddlib.metrics`)."""
+    from ddlib.data import load_dataset
+
+    def real() -> dict:
+        data = load_dataset(dataset, progress=False)
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+        return ctx.score(data.images[idx], reference, reference_count)
+
+    return ctx.cached("real_score", {"dataset": dataset, "n": n, "seed": seed, "reference": reference,
+                                     "reference_count": reference_count}, real)
+
+
 def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None, batch_size: int, seed: int = 0,
                real_dataset: str | None = None, clip: bool = False) -> list[dict]:
     """DDPM ancestral samples' FID/KID (and the IS cell), plus the same metrics for ``n`` real images.
@@ -70,8 +84,6 @@ def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None,
     The real-image row is the floor FID can reach at this sample count against this reference: FID is
     biased upwards at small n (see :mod:`ddlib.metrics`), so compare a model's FID with it, not with 0.
     """
-    from ddlib.data import load_dataset
-
     ref_label = ctx.reference_label(reference, reference_count)
     res = ctx.sample_and_score(run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
                                batch_size=batch_size, seed=seed, inception_score=True, clip=clip)
@@ -84,13 +96,7 @@ def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None,
                     fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"], inception_score=is_cell,
                     sample_s=res["sample_s"], train_s=run.wall_s)]
     if real_dataset:
-        def real() -> dict:
-            data = load_dataset(real_dataset, progress=False)
-            idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-            return ctx.score(data.images[idx], reference, reference_count)
-
-        r = ctx.cached("real_score", {"dataset": real_dataset, "n": n, "seed": seed, "reference": reference,
-                                      "reference_count": reference_count}, real)
+        r = real_score(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count)
         rows.append(ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
                             model=f"real images ({real_dataset}, random {n})", sampler="—", steps=None, train_steps=None,
                             fid=r["fid"], kid=r["kid"], kid_std=r["kid_std"], inception_score=None, sample_s=None,
@@ -135,9 +141,6 @@ def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, r
     the chosen one is scored once with many samples. With ``real_dataset``, a second row scores ``n`` real images
     of it (seeded subset) against the same reference: the floor at this n (use held-out images, e.g. the test split).
     """
-    from ddlib.data import load_dataset
-    from ddlib.metrics import subset_indices
-
     best = min(sweep_rows, key=lambda r: r["fid"])
     ref_label = ctx.reference_label(reference, reference_count)
     res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(best["steps"]), eta=float(best["eta"]),
@@ -149,14 +152,7 @@ def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, r
                     eta=float(best["eta"]), train_steps=run.config.steps, fid=res["fid"], kid=res["kid"],
                     kid_std=res["kid_std"], chosen_from=chosen, sample_s=res["sample_s"])]
     if real_dataset:
-        def real() -> dict:
-            data = load_dataset(real_dataset, progress=False)
-            count = min(n, len(data))
-            return ctx.score(data.images[torch.from_numpy(subset_indices(len(data), count, seed=seed))], reference,
-                             reference_count)
-
-        r = ctx.cached("real_score", {"dataset": real_dataset, "n": n, "seed": seed, "reference": reference,
-                                      "reference_count": reference_count, "subset": "metrics.subset_indices"}, real)
+        r = real_score(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count)
         rows.append(ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
                             model=f"real images ({real_dataset})", sampler="—", steps=None, eta=None, train_steps=None,
                             fid=r["fid"], kid=r["kid"], kid_std=r["kid_std"], chosen_from="the floor at this n",
