@@ -361,13 +361,18 @@ def train(
 
 @dataclass
 class TrainedModel:
-    """A trained diffusion model loaded for sampling: the (EMA) network, its schedule and its config."""
+    """A trained diffusion model loaded for sampling: the (EMA) network, its schedule and its config.
+
+    ``vae``: for a latent model, the VAE it was trained with as its checkpoint records it (``{"run", "hash"}``;
+    :func:`ddlib.vae.load_latent_diffusion` loads it); None for a pixel-space model.
+    """
 
     model: UNet
     schedule: NoiseSchedule
     config: TrainConfig
     step: int
     classes: list[str]
+    vae: dict | None = None
 
 
 def load_trained(run: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> TrainedModel:
@@ -381,4 +386,5 @@ def load_trained(run: str | Path, *, use_ema: bool = True, device: str | torch.d
     model.load_state_dict(state["ema" if use_ema else "model"])
     device = resolve_device(device)
     model.to(device, memory_format=fast_memory_format(device)).eval()
-    return TrainedModel(model, config.make_schedule(), config, int(state["step"]), list(state.get("classes", [])))
+    return TrainedModel(model, config.make_schedule(), config, int(state["step"]), list(state.get("classes", [])),
+                        state.get("vae"))

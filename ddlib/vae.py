@@ -477,7 +477,7 @@ def train_latent_diffusion(
 def load_latent_diffusion(run: str | Path, *, device: str | torch.device = "cpu") -> tuple[TrainedModel, VAE]:
     """The (EMA) UNet of a :func:`train_latent_diffusion` run and the VAE it was trained with."""
     trained = load_trained(run, device=device)
-    info = load_checkpoint(run_checkpoint(run)).get("vae")
+    info = trained.vae
     if info is None:
         raise DDLibError(f"{run} is a pixel-space run (no VAE recorded); use ddlib.train.load_trained")
     vae = load_vae(info["run"], device=device)
