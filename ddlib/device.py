@@ -17,6 +17,7 @@ from ddlib.errors import DDLibError
 
 _MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None): CUDA when a GPU is visible, else CPU; a named CUDA device must exist."""
     if device is None or str(device) == "auto":

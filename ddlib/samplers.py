@@ -29,20 +29,24 @@ VARIANCES = ("fixed_small", "fixed_large")
 SPACINGS = ("leading", "trailing", "linspace")
 
 
+def _is_int(t) -> bool:
+    return isinstance(t, (int, np.integer))
+
+
 def _as_batch_t(t, x: torch.Tensor) -> torch.Tensor:
     """An int or 0-d/1-d tensor of timesteps as an int64 (B,) tensor on ``x``'s device."""
-    if isinstance(t, (int, np.integer)):  # filled on the device: no copy from host memory
+    if _is_int(t):  # filled on the device: no copy from host memory
         return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
     t = torch.as_tensor(t, dtype=torch.long, device=x.device)
     return t.expand(x.shape[0]) if t.dim() == 0 else t
 
 
-def _any(condition) -> bool:
-    """``condition.any()`` for an int comparison or a CPU tensor; True for a GPU tensor, whose values are not
-    read back (that would make the host wait for the GPU every step). Callers only use it to skip work."""
+def _any(condition, *, unread: bool) -> bool:
+    """``condition.any()`` for a Python comparison or a CPU tensor; ``unread`` for a GPU tensor, whose values are
+    not read back (that would make the host wait for the GPU at every step)."""
     if isinstance(condition, (bool, np.bool_)):
         return bool(condition)
-    return bool(condition.any()) if condition.device.type == "cpu" else True
+    return bool(condition.any()) if condition.device.type == "cpu" else unread
 
 
 def _noise_like(x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
@@ -76,7 +80,7 @@ def ddpm_update(
     var_table = s.posterior_variance if variance == "fixed_small" else s.betas
     sigma = extract(var_table, t, x_t.shape).sqrt().to(dt)  # (B, 1, 1, 1)
     nonzero = (t > 0).to(dt).reshape(sigma.shape)  # no noise at t = 0
-    if _any(t_given > 0 if isinstance(t_given, (int, np.integer)) else t > 0):
+    if _any(t_given > 0 if _is_int(t_given) else t > 0, unread=True):  # on a GPU: draw, and mask by nonzero
         mean = mean + nonzero * sigma * _noise_like(x_t, noise, generator)
     return mean, x0
 
@@ -97,12 +101,8 @@ def ddim_update(
     """
     if eta < 0:
         raise DDLibError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
-    if isinstance(t, (int, np.integer)) and isinstance(t_prev, (int, np.integer)):
-        backwards = t_prev < t
-    else:
-        tp, tt = _as_batch_t(t_prev, x_t), _as_batch_t(t, x_t)
-        backwards = tt.device.type != "cpu" or not bool((tp >= tt).any())  # GPU values are not read back
-    if not backwards:
+    ints = _is_int(t) and _is_int(t_prev)
+    if _any(t_prev >= t if ints else _as_batch_t(t_prev, x_t) >= _as_batch_t(t, x_t), unread=False):
         raise DDLibError("DDIM steps must go backwards in time: need t_prev < t")
     s, t, t_prev = s.to(x_t.device), _as_batch_t(t, x_t), _as_batch_t(t_prev, x_t)
     dt = x_t.dtype
