@@ -35,6 +35,7 @@ from ddlib.checkpoint import CHECKPOINT, check_config, load_checkpoint, run_chec
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
 from ddlib.errors import DDLibError
+from ddlib.graphs import StepGraph, graphs_enabled
 from ddlib.guidance import drop_labels
 from ddlib.schedules import NoiseSchedule, make_schedule
 from ddlib.unet import UNet, UNetConfig, preset_config
@@ -115,6 +116,47 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def make_optimizer(params, cfg, device: torch.device, *, capturable: bool = False) -> torch.optim.AdamW:
+    """AdamW as ``cfg`` says (fused on CUDA). ``capturable``: for a step recorded as a CUDA graph, with the
+    learning rate a tensor on the device that the scheduler rewrites in place (a float would be recorded once)."""
+    lr = torch.tensor(cfg.lr, device=device) if capturable else cfg.lr
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda",
+                             capturable=capturable)
+
+
+_DEVICE_OPTIONS = ("fused", "foreach", "capturable")  # how an optimizer runs here, not what it has learned
+
+
+def _floats(v):
+    """One-element tensors (a CUDA-graph run's learning rates) as floats; lists element by element."""
+    if torch.is_tensor(v) and v.numel() == 1:
+        return float(v)
+    return [_floats(x) for x in v] if isinstance(v, list) else v
+
+
+def optimizer_state(opt: torch.optim.Optimizer) -> dict:
+    """``opt.state_dict()`` with plain-float hyperparameters, loadable on any device (a CUDA-graph run's lr is a tensor)."""
+    sd = opt.state_dict()
+    sd["param_groups"] = [{k: _floats(v) for k, v in g.items()} for g in sd["param_groups"]]
+    return sd
+
+
+def scheduler_state(sched: torch.optim.lr_scheduler.LRScheduler) -> dict:
+    """``sched.state_dict()`` with plain-float rates (``base_lrs`` copy a tensor lr), loadable on any device."""
+    return {k: _floats(v) for k, v in sched.state_dict().items()}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, sd: dict) -> None:
+    """Load :func:`optimizer_state`'s ``sd`` into ``opt`` keeping ``opt``'s own way to run (fused, capturable, lr tensor)."""
+    groups = []
+    for saved, mine in zip(sd["param_groups"], opt.param_groups):
+        g = {**saved, **{k: mine[k] for k in _DEVICE_OPTIONS if k in mine}}
+        if torch.is_tensor(mine["lr"]):
+            g["lr"] = torch.tensor(float(saved["lr"]), device=mine["lr"].device)
+        groups.append(g)
+    opt.load_state_dict({**sd, "param_groups": groups})
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -214,13 +256,16 @@ def fit(
     its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
     config needed to rebuild the network). ``memory_format``: the layout of weights and batches
     (:func:`ddlib.device.fast_memory_format`); it changes speed and float rounding, not the algorithm.
+    On CUDA each step is replayed from a CUDA graph (:mod:`ddlib.graphs`; ``DDLIB_CUDA_GRAPHS=0`` turns it off);
+    a CPU runs the same step eagerly.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
     model = model.to(device, memory_format=memory_format)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    capture = graphs_enabled(device)
+    opt = make_optimizer(model.parameters(), cfg, device, capturable=capture)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: warmup_factor(k, cfg.warmup_steps))
     amp = autocast_dtype(cfg.precision, device)
 
@@ -231,7 +276,7 @@ def fit(
         check_config(state, identity, ckpt_path)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
         for p in (log_path, eval_path):
@@ -244,7 +289,7 @@ def fit(
     def checkpoint(k: int) -> None:
         save_checkpoint(
             {"step": k, "config": identity, "run_config": cfg.to_dict(), "model": model.state_dict(),
-             "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "ema": ema.state_dict(), "optimizer": optimizer_state(opt), "scheduler": scheduler_state(sched),
              **(extra_state or {})},
             ckpt_path,
         )
@@ -257,6 +302,21 @@ def fit(
 
     images = data.images.to(device)  # uint8 stays uint8 on the device; converted per batch
     labels = data.labels.to(device)
+    # the step reads its batch from these fixed tensors, so that it can be replayed as a CUDA graph (ddlib.graphs)
+    x_static = torch.zeros((cfg.batch_size, *images.shape[1:]), device=device).contiguous(memory_format=memory_format)
+    y_static = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)
+
+    def train_step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None, cache_enabled=False):
+            loss = loss_fn(model, x_static, y_static)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        return loss.detach().float()
+
+    step_fn = StepGraph(train_step, capture=capture)
     model.train()
     loss_sum, loss_count, t_last, step_last = torch.zeros((), device=device), 0, time.perf_counter(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
@@ -272,17 +332,12 @@ def fit(
             x = to_model_range(x) if x.dtype == torch.uint8 else x  # pixels to [-1, 1]; float data (latents) as is
             if cfg.hflip:
                 x = random_hflip(x)
-            x = x.contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = loss_fn(model, x, labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
+            x_static.copy_(x)
+            y_static.copy_(labels[idx])
+            loss = step_fn()
+            sched.step()  # writes the new rate into the optimizer's lr tensor, which a recorded step reads
             ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
-            loss_sum += loss.detach().float()
+            loss_sum += loss
             loss_count += 1
             step += 1
             bar.update(1)
@@ -291,8 +346,9 @@ def fit(
                 if not math.isfinite(mean_loss):
                     raise DDLibError(f"loss became {mean_loss} at step {step}; lower --lr or enable --grad-clip")
                 now = time.perf_counter()
-                record = {"step": step, "loss": mean_loss, "lr": sched.get_last_lr()[0],
-                          "img_per_s": (step - step_last) * cfg.batch_size / max(now - t_last, 1e-9)}
+                record = {"step": step, "loss": mean_loss, "lr": float(sched.get_last_lr()[0]),
+                          "img_per_s": (step - step_last) * cfg.batch_size / max(now - t_last, 1e-9),
+                          "cuda_graph": step_fn.captured}
                 with log_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
