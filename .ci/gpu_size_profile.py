@@ -4,7 +4,8 @@
     python .ci/gpu_size_profile.py BENCH.jsonl BASE.yaml OUT.yaml --target-s 480
 
 BENCH.jsonl holds `python -m ddlib bench` records (.ci/gpu-check writes them). From ddlib's records without
-torch.compile (the report's training does not compile) it takes the memory format that trained faster and its
+torch.compile (the report's training does not compile), and with CUDA graphs only under --graphs (the report
+replays graphs only where .ci/gpu_graph_check.py passed), it takes the memory format that trained faster and its
 training images/s. Everything but the CIFAR-10 training costs what the first H200 run measured at the profile's
 sample counts (FIXED_S); what is left of the target goes to training: `train_steps` for notebook 01's model and
 `schedule_train_steps` = 1/5 of it for each of the three models of notebook 04. Prints the estimate; the last
@@ -31,8 +32,12 @@ TRAIN_LOOP_EFFICIENCY = 0.67  # fit() against the benchmark's loop, measured: 14
 SCHEDULE_FRACTION = 5         # notebook 04 trains each schedule for train_steps / 5
 
 
-def pick(records: list[dict]) -> tuple[dict, str]:
-    plain = [r for r in records if r["model"] == "ddlib" and not r.get("compile")]
+def pick(records: list[dict], graphs: bool = False) -> tuple[dict, str]:
+    ours = [r for r in records if r["model"] == "ddlib" and not r.get("compile")]
+    replayed = [r for r in ours if r.get("cuda_graphs") and r.get("train_graph_replayed")]
+    if graphs and not replayed:
+        print("no benchmark record with CUDA graphs replayed: sizing from the eager ones (the run will end early)")
+    plain = replayed if graphs and replayed else [r for r in ours if not r.get("cuda_graphs")]
     if not plain:
         raise SystemExit("no ddlib bench record without --compile: run .ci/gpu-check first")
     best = max(plain, key=lambda r: r["train_img_per_s"])
@@ -46,10 +51,11 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--target-s", type=float, required=True, help="wall time the whole report should take")
     ap.add_argument("--min-steps", type=int, default=500)
+    ap.add_argument("--graphs", action="store_true", help="size from the CUDA-graph records (the report replays graphs)")
     args = ap.parse_args()
 
     records = [json.loads(line) for line in open(args.bench) if line.strip()]
-    best, fmt = pick(records)
+    best, fmt = pick(records, args.graphs)
     img_per_s = best["train_img_per_s"] * TRAIN_LOOP_EFFICIENCY
     p = yaml.safe_load(open(args.base))
     fixed = sum(FIXED_S.values())
@@ -61,7 +67,8 @@ def main() -> None:
     p["warmup_steps"] = min(p["warmup_steps"], steps // 10)
     with open(args.out, "w") as f:
         f.write(f"# sized by .ci/gpu_size_profile.py for {args.target_s:.0f} s from {args.bench} ({best['device']}): "
-                f"training {best['train_img_per_s']:.0f} img/s in the benchmark ({fmt})\n")
+                f"training {best['train_img_per_s']:.0f} img/s in the benchmark ({fmt}"
+                f"{', CUDA graphs' if args.graphs else ''})\n")
         yaml.safe_dump(p, f, sort_keys=False)
     for k, v in FIXED_S.items():
         print(f"  {v:5.0f} s  {k}")

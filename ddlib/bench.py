@@ -2,7 +2,8 @@
 
 What is measured, after warm-up, for each model:
 
-- training throughput (images/s) of one full step: forward, MSE on ε, backward, AdamW step;
+- training throughput (images/s) of one full step: forward, MSE on ε, backward, AdamW step (with
+  ``cuda_graphs``, each step replayed from a CUDA graph, :mod:`ddlib.graphs`, for both models alike);
 - DDIM sampling throughput (images/s) at ``sample_steps`` steps (default 50);
 - peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: not measured, reported as None);
 - forward FLOPs per image (``torch.utils.flop_counter``) and the model FLOP utilisation (MFU) they
@@ -26,6 +27,7 @@ from torch import nn
 
 from ddlib.device import hardware_string, resolve_device
 from ddlib.errors import DDLibError
+from ddlib.graphs import WARMUP_CALLS, GraphedDenoiser, StepGraph
 from ddlib.samplers import ddim_sample
 from ddlib.schedules import make_schedule
 from ddlib.unet import count_parameters, unet_from_preset
@@ -40,6 +42,7 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str | None = None  # torch.compile's mode, e.g. "reduce-overhead" (CUDA graphs on a GPU)
+    cuda_graphs: bool = False  # replay each training step and each denoiser call from a CUDA graph (ddlib.graphs)
     warmup: int = 2
     rounds: int = 3  # timed rounds per model (alternating between models)
     steps_per_round: int = 2
@@ -106,36 +109,40 @@ def forward_flops(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
     return counter.get_total_flops() / x.shape[0]
 
 
-def _train_step_fn(model: nn.Module, batch: int, device: torch.device, amp, channels_last: bool) -> Callable[[], None]:
+def _train_step_fn(model: nn.Module, batch: int, device: torch.device, amp, channels_last: bool,
+                   cuda_graphs: bool) -> StepGraph:
     cfg = model.config
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=device.type == "cuda",
+                            capturable=cuda_graphs)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x0 = torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device).to(memory_format=fmt)
     schedule = make_schedule("linear").to(device)
 
-    def step() -> None:
+    def step() -> None:  # the order of ddlib.train.fit's step
         model.train()
         t = torch.randint(0, 1000, (batch,), device=device)
         noise = torch.randn_like(x0)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = F.mse_loss(model(schedule.add_noise(x0, noise, t), t).float(), noise)
         opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None, cache_enabled=False):
+            loss = F.mse_loss(model(schedule.add_noise(x0, noise, t), t).float(), noise)
         loss.backward()
         opt.step()
 
-    return step
+    return StepGraph(step, capture=cuda_graphs)
 
 
-def _sample_fn(model: nn.Module, batch: int, steps: int, device: torch.device, amp) -> Callable[[], None]:
+def _sample_fn(model: nn.Module, batch: int, steps: int, device: torch.device, amp, cuda_graphs: bool) -> Callable[[], None]:
     cfg = model.config
     schedule = make_schedule("linear")
+    net = GraphedDenoiser(model, capture=cuda_graphs)  # one wrapper for all rounds: its graphs are recorded once
 
     def sample() -> None:
         model.eval()  # dropout off, as in real sampling
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            ddim_sample(model, schedule, (batch, cfg.in_channels, cfg.image_size, cfg.image_size), num_steps=steps,
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None, cache_enabled=False):
+            ddim_sample(net, schedule, (batch, cfg.in_channels, cfg.image_size, cfg.image_size), num_steps=steps,
                         progress=False, device=device)
 
+    sample.net = net
     return sample
 
 
@@ -153,6 +160,8 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
     from ddlib.train import autocast_dtype
 
     device = resolve_device(cfg.device)
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise DDLibError("--cuda-graphs records CUDA graphs: it needs --device cuda")
     amp = autocast_dtype(cfg.precision, device)
     torch.manual_seed(0)
     models = {"ddlib": unet_from_preset(cfg.preset)}
@@ -174,14 +183,15 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
         flops = forward_flops(model.eval(), probe, torch.tensor([10, 10], device=device))
         if cfg.compile:
             model = torch.compile(model, mode=cfg.compile_mode)
-        train_fns[name] = _train_step_fn(model.train(), cfg.batch_size, device, amp, cfg.channels_last)
-        sample_fns[name] = _sample_fn(model, sample_batch, cfg.sample_steps, device, amp)
+        train_fns[name] = _train_step_fn(model, cfg.batch_size, device, amp, cfg.channels_last, cfg.cuda_graphs)
+        sample_fns[name] = _sample_fn(model, sample_batch, cfg.sample_steps, device, amp, cfg.cuda_graphs)
         results[name] = {"model": name, "params": count_parameters(models[name]), "fwd_gflops_per_img": flops / 1e9}
     for kind, fns, per_round, batch in (("train", train_fns, cfg.steps_per_round, cfg.batch_size),
                                         ("sample", sample_fns, 1, sample_batch)):
         for name, fn in fns.items():  # warm-up (and compilation) outside the timed rounds
             progress(f"warm-up {kind} {name}")
-            _timed(fn, cfg.warmup if kind == "train" else 1, device)
+            warmup = max(cfg.warmup, WARMUP_CALLS + 1 if cfg.cuda_graphs else 0)  # a graph is recorded untimed
+            _timed(fn, warmup if kind == "train" else 1, device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
         times: dict[str, list[float]] = {n: [] for n in fns}
@@ -195,6 +205,10 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
                 progress(f"{kind} {name} round {r + 1}/{cfg.rounds}: {times[name][-1]:.2f} s")
         for name in fns:
             results[name][f"{kind}_img_per_s"] = per_round * batch / statistics.median(times[name])
+    if cfg.cuda_graphs:  # a failed capture falls back to eager steps (with a warning): say so in the record
+        for name in results:
+            results[name]["train_graph_replayed"] = train_fns[name].captured
+            results[name]["sample_graph_replayed"] = sample_fns[name].net.captured
     for name, res in results.items():
         # training = forward + backward ≈ 3× forward FLOPs (the usual estimate)
         res["train_mfu"] = 3 * res["fwd_gflops_per_img"] * 1e9 * res["train_img_per_s"] / peak
@@ -210,9 +224,11 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
 def switches(record: dict) -> str:
     """The fast-path switches a result ran with, e.g. ``bf16 + channels-last + compile``."""
     parts = [record.get("autocast", "fp32")]
-    parts += [name for key, name in (("channels_last", "channels-last"), ("compile", "compile")) if record.get(key)]
-    if record.get("compile") and record.get("compile_mode"):
-        parts[-1] += f" ({record['compile_mode']})"
+    parts += [name for key, name in (("channels_last", "channels-last"), ("cuda_graphs", "CUDA graphs")) if record.get(key)]
+    if record.get("cuda_graphs") and record.get("train_graph_replayed") is False:
+        parts[-1] += " (capture failed: eager)"
+    if record.get("compile"):
+        parts.append("compile" + (f" ({record['compile_mode']})" if record.get("compile_mode") else ""))
     return " + ".join(parts)
 
 

@@ -48,6 +48,8 @@ def test_run_bench_small_on_cpu():
 def test_bench_errors():
     with pytest.raises(DDLibError, match="same network as --preset ho-cifar10"):
         run_bench(BenchConfig(preset="tiny", device="cpu"), compare="diffusers")
+    with pytest.raises(DDLibError, match="needs --device cuda"):
+        run_bench(BenchConfig(preset="test", device="cpu", cuda_graphs=True))
     with pytest.raises(DDLibError, match="unknown --compare"):
         run_bench(BenchConfig(preset="test", device="cpu"), compare="k-diffusion")
 
@@ -69,6 +71,7 @@ def test_results_table_gives_ratios_at_equal_and_at_baseline_switches():
     from ddlib.bench import switches
 
     assert switches(rec("ddlib", 1.0, compile=True, compile_mode="reduce-overhead")) == "bf16 + compile (reduce-overhead)"
+    assert switches(rec("ddlib", 1.0, channels_last=True, cuda_graphs=True)) == "bf16 + channels-last + CUDA graphs"
 
 
 @pytest.mark.slow
@@ -82,12 +85,15 @@ def test_the_prepared_gpu_script_dry_runs_on_cpu(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "DEVICE": "cpu", "BATCH": "1", "SAMPLE_BATCH": "1", "SAMPLE_STEPS": "1", "ROUNDS": "1",
-           "STEPS_PER_ROUND": "1", "OUT": str(tmp_path), "STATE": str(tmp_path / "state"), "PY": sys.executable}
+           "STEPS_PER_ROUND": "1", "CHECK_STEPS": "10", "CHECK_BATCH": "4", "OUT": str(tmp_path), "STATE": str(tmp_path / "state"), "PY": sys.executable}
     subprocess.run([str(repo / ".ci" / "gpu-check")], cwd=repo, env=env, check=True, capture_output=True, timeout=1200)
     records = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
-    assert [(r["model"], r["channels_last"], r["compile"]) for r in records] == [
-        ("ddlib", False, False), ("diffusers", False, False), ("ddlib", True, False), ("diffusers", True, False),
-        ("ddlib", True, True), ("diffusers", True, True)]
+    # on a CPU: the baseline level only (the graph levels need CUDA, compile is opt-in); the graph check compares
+    # eager with eager there, and leaves no verdict for the report
+    assert [(r["model"], r["channels_last"], r["compile"]) for r in records] == [("ddlib", False, False),
+                                                                              ("diffusers", False, False)]
+    assert json.loads((tmp_path / "graph_check.json").read_text())["ok"]
+    assert not (tmp_path / "state" / "graphs_ok").exists()
     assert "train vs diffusers" in (tmp_path / "bench.md").read_text()
     # what the second call (.ci/gpu-report) sizes the report from
     assert (tmp_path / "state" / "bench.jsonl").read_text() == (tmp_path / "bench.jsonl").read_text()
@@ -99,14 +105,21 @@ def _fake_bench(path, cl_train: float):
     rows = [{"model": "ddlib", "compile": False, "channels_last": False, "train_img_per_s": 2000.0, "device": "GPU"},
             {"model": "diffusers", "compile": False, "channels_last": False, "train_img_per_s": 9000.0, "device": "GPU"},
             {"model": "ddlib", "compile": False, "channels_last": True, "train_img_per_s": cl_train, "device": "GPU"},
-            {"model": "ddlib", "compile": True, "channels_last": True, "train_img_per_s": 9999.0, "device": "GPU"}]
+            {"model": "ddlib", "compile": True, "channels_last": True, "train_img_per_s": 9999.0, "device": "GPU"},
+            {"model": "ddlib", "compile": False, "channels_last": False, "cuda_graphs": True, "train_graph_replayed": True,
+             "train_img_per_s": 5000.0, "device": "GPU"},
+            {"model": "ddlib", "compile": False, "channels_last": True, "cuda_graphs": True, "train_graph_replayed": False,
+             "train_img_per_s": 8000.0, "device": "GPU"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-@pytest.mark.parametrize("cl_train, layout", [(2100.0, "channels_last"), (1900.0, "contiguous")])
-def test_gpu_profile_sizing(tmp_path, cl_train, layout):
-    """.ci/gpu_size_profile.py: the faster uncompiled ddlib layout (diffusers and compile rows ignored), and the
-    steps that fill what the measured fixed costs leave of the target."""
+@pytest.mark.parametrize("cl_train, graphs, layout, img_per_s", [(2100.0, False, "channels_last", 2100.0),
+                                                                 (1900.0, False, "contiguous", 2000.0),
+                                                                 (2100.0, True, "contiguous", 5000.0)])
+def test_gpu_profile_sizing(tmp_path, cl_train, graphs, layout, img_per_s):
+    """.ci/gpu_size_profile.py: the faster uncompiled ddlib layout (diffusers and compile rows ignored; CUDA-graph
+    rows only with --graphs, and only those whose graph was replayed), and the steps that fill what the measured
+    fixed costs leave of the target."""
     import subprocess
     import sys
     from pathlib import Path
@@ -122,12 +135,12 @@ def test_gpu_profile_sizing(tmp_path, cl_train, layout):
     _fake_bench(tmp_path / "bench.jsonl", cl_train)
     base = repo / "notebooks" / "profiles" / "gpu.yaml"
     out = subprocess.run([sys.executable, str(repo / ".ci" / "gpu_size_profile.py"), str(tmp_path / "bench.jsonl"),
-                          str(base), str(tmp_path / "sized.yaml"), "--target-s", "700"],
+                          str(base), str(tmp_path / "sized.yaml"), "--target-s", "700", *(["--graphs"] if graphs else [])],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == layout
     sized, original = yaml.safe_load((tmp_path / "sized.yaml").read_text()), yaml.safe_load(base.read_text())
     assert set(sized) == set(original)
-    img_per_s = max(2000.0, cl_train) * sizing.TRAIN_LOOP_EFFICIENCY
+    img_per_s *= sizing.TRAIN_LOOP_EFFICIENCY
     main_s = (700 - sum(sizing.FIXED_S.values())) / (1 + 3 / sizing.SCHEDULE_FRACTION)  # three schedules at 1/5
     assert sized["train_steps"] == int(main_s * img_per_s / 128) // 100 * 100
     assert sized["schedule_train_steps"] == sized["train_steps"] // 5 // 100 * 100

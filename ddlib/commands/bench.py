@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
                    help="torch.compile's mode (reduce-overhead: CUDA graphs on a GPU, against launch overhead)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay each training step and denoiser call from a CUDA graph, for both models (GPU only)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps-per-round", type=int, default=2)
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(preset=args.preset, batch_size=args.batch, device=args.device, precision=args.precision,
                       channels_last=args.channels_last, compile=args.compile or args.compile_mode is not None,
-                      compile_mode=args.compile_mode, warmup=args.warmup, rounds=args.rounds,
+                      compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs, warmup=args.warmup, rounds=args.rounds,
                       steps_per_round=args.steps_per_round, sample_steps=args.sample_steps,
                       sample_batch=args.sample_batch)
     results = run_bench(cfg, compare=args.compare, progress=lambda m: print(m, file=sys.stderr))
