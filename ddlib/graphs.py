@@ -10,8 +10,8 @@ the caller refills before each replay, and writes the same output tensors every 
 calls run the function eagerly on a side stream (real calls, with real results: cuDNN and cuBLAS choose their
 kernels and allocate workspaces here, as capture requires); the next call records it and replays it, and every
 later call only replays. Random numbers drawn inside (ε, t, dropout) follow the default CUDA generator at each
-replay, so ``torch.manual_seed`` before a call still decides them. Where capture is off (a CPU, or
-``DDLIB_CUDA_GRAPHS=0``) every call runs the function eagerly: the same code on the same static tensors, which is
+replay, so ``torch.manual_seed`` before a call still decides them. Where capture is off (a CPU, or without
+``DDLIB_CUDA_GRAPHS=1``) every call runs the function eagerly: the same code on the same static tensors, which is
 how CI exercises everything here but the recording itself. If recording fails, a warning says why and the step
 stays eager.
 
@@ -33,8 +33,12 @@ WARMUP_CALLS = 3  # eager calls before recording, as in PyTorch's whole-network 
 
 
 def graphs_enabled(device: torch.device) -> bool:
-    """CUDA graphs on a CUDA device unless ``DDLIB_CUDA_GRAPHS=0``; never on a CPU."""
-    flag = os.environ.get("DDLIB_CUDA_GRAPHS", "1")
+    """CUDA graphs on a CUDA device with ``DDLIB_CUDA_GRAPHS=1``; never on a CPU.
+
+    Off by default until a GPU run has checked and measured them (``.ci/gpu-check``; the issue's rule: a switch
+    is kept where it was measured to pay). ``.ci/gpu-report`` turns them on where that check passed.
+    """
+    flag = os.environ.get("DDLIB_CUDA_GRAPHS", "0")
     if flag not in ("0", "1"):
         raise DDLibError(f"DDLIB_CUDA_GRAPHS={flag!r}: use 1 (record steps as CUDA graphs) or 0 (run eagerly)")
     return device.type == "cuda" and flag == "1"
@@ -69,7 +73,7 @@ class StepGraph:
                 out = self.fn()
         except Exception as err:  # noqa: BLE001 — any failure to record leaves a working eager step
             warnings.warn(f"CUDA graph capture failed, running eagerly ({type(err).__name__}: {err}); "
-                          "set DDLIB_CUDA_GRAPHS=0 to skip the attempt", RuntimeWarning, stacklevel=2)
+                          "unset DDLIB_CUDA_GRAPHS to skip the attempt", RuntimeWarning, stacklevel=2)
             self.capture = False
             torch.cuda.synchronize()
             return self.fn()

@@ -256,8 +256,8 @@ def fit(
     its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
     config needed to rebuild the network). ``memory_format``: the layout of weights and batches
     (:func:`ddlib.device.fast_memory_format`); it changes speed and float rounding, not the algorithm.
-    On CUDA each step is replayed from a CUDA graph (:mod:`ddlib.graphs`; ``DDLIB_CUDA_GRAPHS=0`` turns it off);
-    a CPU runs the same step eagerly.
+    With ``DDLIB_CUDA_GRAPHS=1`` each step on CUDA is replayed from a CUDA graph (:mod:`ddlib.graphs`); otherwise,
+    and always on a CPU, the same step runs eagerly.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ from ddlib.unet import unet_from_preset
 
 def test_graphs_enabled_only_on_cuda_and_by_the_environment(monkeypatch):
     monkeypatch.delenv("DDLIB_CUDA_GRAPHS", raising=False)
+    assert not graphs_enabled(torch.device("cuda"))  # off until a GPU run has measured them
+    monkeypatch.setenv("DDLIB_CUDA_GRAPHS", "1")
     assert graphs_enabled(torch.device("cuda")) and not graphs_enabled(torch.device("cpu"))
     monkeypatch.setenv("DDLIB_CUDA_GRAPHS", "0")
     assert not graphs_enabled(torch.device("cuda"))
@@ -27,7 +29,8 @@ def test_step_graph_without_capture_runs_the_function_every_call():
     assert not step.captured
 
 
-def test_graphed_is_the_model_itself_on_cpu():
+def test_graphed_is_the_model_itself_on_cpu(monkeypatch):
+    monkeypatch.setenv("DDLIB_CUDA_GRAPHS", "1")
     net = unet_from_preset("test")
     assert graphed(net) is net
 
