@@ -12,8 +12,8 @@ kernels and allocate workspaces here, as capture requires); the next call record
 later call only replays. Random numbers drawn inside (ε, t, dropout) follow the default CUDA generator at each
 replay, so ``torch.manual_seed`` before a call still decides them. Where capture is off (a CPU, or without
 ``DDLIB_CUDA_GRAPHS=1``) every call runs the function eagerly: the same code on the same static tensors, which is
-how CI exercises everything here but the recording itself. If recording fails, a warning says why and the step
-stays eager.
+how CI exercises everything here but the recording itself. If recording fails, the error says why and to run
+with ``DDLIB_CUDA_GRAPHS=0``.
 
 :class:`GraphedDenoiser` applies this to sampling: ``model(x, t, **kwargs)`` in eval mode, one graph per input shape.
 """
@@ -21,7 +21,6 @@ stays eager.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Callable
 
 import torch
@@ -67,16 +66,16 @@ class StepGraph:
             return self.fn()
         if self.calls <= self.warmup:
             return self._side_stream_call()
+        graph = torch.cuda.CUDAGraph()
         try:
-            graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 out = self.fn()
-        except Exception as err:  # noqa: BLE001 — any failure to record leaves a working eager step
-            warnings.warn(f"CUDA graph capture failed, running eagerly ({type(err).__name__}: {err}); "
-                          "unset DDLIB_CUDA_GRAPHS to skip the attempt", RuntimeWarning, stacklevel=2)
-            self.capture = False
-            torch.cuda.synchronize()
-            return self.fn()
+        except Exception as err:
+            # No eager fallback: a failed capture can leave the CUDA generator in capture mode (pytorch#171263),
+            # so the next random draw would fail anyway. The cause is the error inside, not capture_end's.
+            cause = err.__context__ or err
+            raise DDLibError(f"CUDA graph capture failed ({type(cause).__name__}: {cause}); "
+                             "run with DDLIB_CUDA_GRAPHS=0") from err
         self.graph, self.out = graph, out
         graph.replay()  # recording ran nothing: this replay is the call
         return out
@@ -109,12 +108,15 @@ class GraphedDenoiser(nn.Module):
         """Whether any call has been replayed from a recorded graph."""
         return any(step.captured for step, _ in self.graphs.values())
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        if y is not None:  # the UNet's own signature: GuidedModel passes labels by position
+            kwargs["y"] = y
         if not self.capture or self.model.training or torch.is_grad_enabled():
             return self.model(x, t, **kwargs)
         names = sorted(kwargs)
         inputs = (x, t, *(kwargs[k] for k in names))
-        key = (tuple(names), *((tuple(a.shape), a.dtype, a.device) for a in inputs))
+        amp = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type)
+        key = (tuple(names), amp, *((tuple(a.shape), a.dtype, a.device) for a in inputs))
         if key not in self.graphs:
             static = tuple(a.clone() for a in inputs)
 

@@ -57,6 +57,20 @@ def test_graphed_denoiser_static_copies_per_shape(monkeypatch):
     assert out_grad.requires_grad
 
 
+@pytest.mark.parametrize("scale", [0.0, 1.0, 2.0])
+def test_guidance_through_the_graphed_denoiser(monkeypatch, scale):
+    """GuidedModel passes labels by position and doubles the batch for s ∉ {0, 1}: same ε̂ as the bare model."""
+    from ddlib.guidance import GuidedModel
+
+    monkeypatch.setattr(graphs, "StepGraph", lambda fn, capture: fn)
+    torch.manual_seed(0)
+    net = unet_from_preset("test", num_classes=3, image_size=16).eval()
+    x, t, y = torch.randn(2, 3, 16, 16), torch.tensor([7, 300]), torch.tensor([2, 0])
+    with torch.no_grad():
+        got = GuidedModel(GraphedDenoiser(net, capture=True), scale)(x, t, y)
+        assert torch.equal(got, GuidedModel(net, scale)(x, t, y))
+
+
 def test_optimizer_state_moves_between_float_and_tensor_learning_rates():
     """A CUDA-graph run keeps lr as a tensor (fused AdamW); its checkpoint must load into a plain run and back."""
     torch.manual_seed(0)
