@@ -91,7 +91,8 @@ class StepGraph:
 
 
 class GraphedDenoiser(nn.Module):
-    """``model(x, t, **kwargs)`` in eval mode without gradients, replayed from one CUDA graph per input shape.
+    """``model(x, t, y, **kwargs)`` in eval mode without gradients, replayed from one CUDA graph per input shape
+    (and autocast state). All arguments are tensors.
 
     Each call copies its inputs into the static tensors of its shape's graph and returns a copy of the output
     (a caller may keep it across calls). Training mode, gradients, or capture off: the model runs as it is.
