@@ -119,10 +119,10 @@ class GraphedDenoiser(nn.Module):
         amp = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type)
         key = (tuple(names), amp, *((tuple(a.shape), a.dtype, a.device) for a in inputs))
         if key not in self.graphs:
-            static = tuple(a.clone() for a in inputs)
+            static, model = tuple(a.clone() for a in inputs), self.model
 
-            def call(static=static):
-                return self.model(static[0], static[1], **dict(zip(names, static[2:])))
+            def call():  # refers to the model, not to self: no reference cycle keeps a dead wrapper's graphs alive
+                return model(static[0], static[1], **dict(zip(names, static[2:])))
 
             self.graphs[key] = (StepGraph(call, capture=True), static)
         step, static = self.graphs[key]
