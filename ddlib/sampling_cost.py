@@ -11,6 +11,10 @@ next (:mod:`ddlib.cost`). So each sampler runs alone in a new Python process
 - on CUDA also ``cuda_peak_mb`` (``torch.cuda.max_memory_allocated``) and ``cuda_sampling_mb``, the
   peak minus what was allocated before sampling (the weights).
 
+With CUDA graphs on (``DDLIB_CUDA_GRAPHS=1``, :mod:`ddlib.graphs`) the timed call includes the denoiser's first
+three eager steps and its recording, so the memory its activations take is measured; both samplers pay that
+same constant, which understates the speed-up of the shorter one a little.
+
 The runs of the samplers alternate (A, B, A, B, …) so that a machine shared with other work slows
 both alike; the table reports the median time and the largest memory of the repeats.
 """
