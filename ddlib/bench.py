@@ -5,7 +5,8 @@ What is measured, after warm-up, for each model:
 - training throughput (images/s) of one full step: forward, MSE on ε, backward, AdamW step (with
   ``cuda_graphs``, each step replayed from a CUDA graph, :mod:`ddlib.graphs`, for both models alike);
 - DDIM sampling throughput (images/s) at ``sample_steps`` steps (default 50);
-- peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: not measured, reported as None);
+- peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU, and CUDA graphs, whose replays allocate
+  nothing: not measured, reported as None);
 - forward FLOPs per image (``torch.utils.flop_counter``) and the model FLOP utilisation (MFU) they
   imply against a dense matmul rate measured here in the same process (bf16 on CUDA, fp32 on CPU).
 
@@ -200,7 +201,8 @@ def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 times[name].append(_timed(fn, per_round, device))
-                if device.type == "cuda":
+                # a replay allocates nothing (a graph takes its memory once, when recorded): not measured under graphs
+                if device.type == "cuda" and not cfg.cuda_graphs:
                     results[name][f"{kind}_peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                 progress(f"{kind} {name} round {r + 1}/{cfg.rounds}: {times[name][-1]:.2f} s")
         for name in fns:
