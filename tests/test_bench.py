@@ -173,3 +173,35 @@ def test_the_prepared_gpu_report_dry_runs_on_cpu(tmp_path):
     assert "smoke/tables/fid_final.csv" in names and not any("/notebooks/" in n for n in names)
     assert "train_steps: 30" in (out / "gpu-sized.yaml").read_text()
     assert (tmp_path / "reports" / "smoke" / "STATUS").read_text().startswith("complete")
+
+
+def test_gpu_stash_joins_split_files_across_calls(tmp_path):
+    """.ci/gpu-stash: the FID weights travel in two halves (no call may carry over 64 MiB); the second call's stash
+    joins them into the whole file, checked against its sha256, and a half alone is left as it is."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(repo / ".ci" / "gpu-stash", tmp_path / ".ci" / "gpu-stash")
+    whole = os.urandom(100_001)
+    for part, piece in (("a", whole[:50_000]), ("b", whole[50_000:])):
+        d = tmp_path / f".devfid-{part}"
+        d.mkdir()
+        (d / f"w.pth.part-0{'ab'.index(part)}").write_bytes(piece)
+        (d / "w.pth.sha256").write_text(f"{hashlib.sha256(whole).hexdigest()}  w.pth\n")
+    env = {**os.environ, "STATE": str(tmp_path / "state")}
+    stash = tmp_path / "state" / "stash"
+    subprocess.run([str(tmp_path / ".ci" / "gpu-stash"), ".devfid-a"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    assert not (stash / "w.pth").exists() and (stash / "w.pth.part-00").exists()
+    subprocess.run([str(tmp_path / ".ci" / "gpu-stash"), ".devfid-b"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    assert (stash / "w.pth").read_bytes() == whole
+    assert not list(stash.glob("w.pth.part-*"))
+    missing = subprocess.run([str(tmp_path / ".ci" / "gpu-stash"), ".devdata"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "was not carried" in missing.stdout
