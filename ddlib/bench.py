@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ddlib.device import hardware_string, resolve_device
@@ -31,6 +30,7 @@ from ddlib.errors import DDLibError
 from ddlib.graphs import WARMUP_CALLS, GraphedDenoiser, StepGraph
 from ddlib.samplers import ddim_sample
 from ddlib.schedules import make_schedule
+from ddlib.train import autocast_dtype, diffusion_loss
 from ddlib.unet import count_parameters, unet_from_preset
 
 
@@ -117,15 +117,13 @@ def _train_step_fn(model: nn.Module, batch: int, device: torch.device, amp, chan
                             capturable=cuda_graphs)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x0 = torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size, device=device).to(memory_format=fmt)
-    schedule = make_schedule("linear").to(device)
+    loss_fn = diffusion_loss(make_schedule("linear"))  # the loss ddlib trains with: t, ε, MSE on ε
 
     def step() -> None:  # the order of ddlib.train.fit's step
         model.train()
-        t = torch.randint(0, 1000, (batch,), device=device)
-        noise = torch.randn_like(x0)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None, cache_enabled=False):
-            loss = F.mse_loss(model(schedule.add_noise(x0, noise, t), t).float(), noise)
+            loss = loss_fn(model, x0, None)
         loss.backward()
         opt.step()
 
@@ -158,8 +156,6 @@ def _timed(fn: Callable[[], None], n: int, device: torch.device) -> float:
 
 def run_bench(cfg: BenchConfig, compare: str | None = None, progress: Callable[[str], None] = print) -> list[dict]:
     """Benchmark ddlib's model (and diffusers' with ``compare="diffusers"``); one result dict per model."""
-    from ddlib.train import autocast_dtype
-
     device = resolve_device(cfg.device)
     if cfg.cuda_graphs and device.type != "cuda":
         raise DDLibError("--cuda-graphs records CUDA graphs: it needs --device cuda")

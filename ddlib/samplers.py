@@ -161,9 +161,8 @@ def _sample_loop(model, shape, pairs, update, x_T, generator, device, dtype, pro
             raise DDLibError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)}; pass matching shapes")
         x = x_T.to(device=device, dtype=dtype)
     for i, (t, t_prev) in enumerate(tqdm(pairs, desc=desc, disable=not progress, leave=False)):
-        t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         with torch.no_grad():
-            eps = model(x, t_batch, **model_kwargs).to(dtype)
+            eps = model(x, _as_batch_t(t, x), **model_kwargs).to(dtype)
         x, x0 = update(eps, t, t_prev, x)  # Python ints: the update's checks read no GPU values
         if callback is not None:
             callback({"i": i, "t": t, "t_prev": t_prev, "x": x, "x0": x0})
