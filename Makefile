@@ -31,11 +31,11 @@ test: setup
 # REPORTS_DIR/PROFILE/{notebooks,tables,figures}/ and build REPORTS_DIR/PROFILE/report.html.
 # A failing notebook stops here with "notebook NN_name failed in cell K: <error>" and no report.html.
 report: setup
-	FORCE=$(FORCE) $(PY) -m ddlib.pipeline report --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
+	FORCE=$(FORCE) $(PY) -m ddlib.lab.pipeline report --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
 
 # REPORTS_DIR/PROFILE/report.pdf from the finished report (run `make report PROFILE=…` first).
 pdf: setup pdf-deps
-	$(PY) -m ddlib.pipeline pdf --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
+	$(PY) -m ddlib.lab.pipeline pdf --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
 
 # Install the LaTeX toolchain only when it is missing.
 pdf-deps:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check on the GPU that CUDA-graph replay (ddlib.graphs) does what eager execution does, before the report uses it.
+"""Check on the GPU that CUDA-graph replay (ddlib.accel.graphs) does what eager execution does, before the report uses it.
 
     python .ci/gpu_graph_check.py OUT_DIR [--device cuda] [--steps 100]
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ddlib.data import to_uint8
 from ddlib.errors import DDLibError
-from ddlib.graphs import graphed
+from ddlib.accel.graphs import graphed
 from ddlib.guidance import GuidedModel, check_labels
 from ddlib.samplers import ddim_sample, ddpm_sample
 from ddlib.schedules import NoiseSchedule
@@ -69,7 +69,7 @@ def generate(
     num_classes = cfg.num_classes
     if num_classes is None and (label is not None or labels is not None or guidance != 1.0):
         raise DDLibError("this model is unconditional: drop --class/labels and --guidance, or train with --class-conditional")
-    net = graphed(model)  # with DDLIB_CUDA_GRAPHS=1 on CUDA, denoiser calls replay CUDA graphs (ddlib.graphs)
+    net = graphed(model)  # with DDLIB_CUDA_GRAPHS=1 on CUDA, denoiser calls replay CUDA graphs (ddlib.accel.graphs)
     if num_classes is not None:
         labels = class_labels(num, num_classes, label) if labels is None else torch.as_tensor(labels).long()
         check_labels(labels, num_classes)

@@ -35,7 +35,7 @@ from ddlib.checkpoint import CHECKPOINT, check_config, load_checkpoint, run_chec
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
 from ddlib.errors import DDLibError
-from ddlib.graphs import StepGraph, graphs_enabled
+from ddlib.accel.graphs import StepGraph, graphs_enabled
 from ddlib.guidance import drop_labels
 from ddlib.schedules import NoiseSchedule, make_schedule
 from ddlib.unet import UNet, UNetConfig, preset_config
@@ -256,7 +256,7 @@ def fit(
     its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
     config needed to rebuild the network). ``memory_format``: the layout of weights and batches
     (:func:`ddlib.device.fast_memory_format`); it changes speed and float rounding, not the algorithm.
-    With ``DDLIB_CUDA_GRAPHS=1`` each step on CUDA is replayed from a CUDA graph (:mod:`ddlib.graphs`); otherwise,
+    With ``DDLIB_CUDA_GRAPHS=1`` each step on CUDA is replayed from a CUDA graph (:mod:`ddlib.accel.graphs`); otherwise,
     and always on a CPU, the same step runs eagerly.
     """
     out_dir = Path(out_dir)
@@ -302,7 +302,7 @@ def fit(
 
     images = data.images.to(device)  # uint8 stays uint8 on the device; converted per batch
     labels = data.labels.to(device)
-    # the step reads its batch from these fixed tensors, so that it can be replayed as a CUDA graph (ddlib.graphs)
+    # the step reads its batch from these fixed tensors, so that it can be replayed as a CUDA graph (ddlib.accel.graphs)
     x_static = torch.zeros((cfg.batch_size, *images.shape[1:]), device=device).contiguous(memory_format=memory_format)
     y_static = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)
 

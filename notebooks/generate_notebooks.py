@@ -54,7 +54,7 @@ sample_batch = 100
 '''
 
 SETUP = '''\
-from ddlib import context, experiments, report
+from ddlib.lab import context, experiments, figures as report
 
 ctx = context.start(profile, "{name}", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
                      torch_threads=torch_threads)
@@ -447,7 +447,7 @@ per_class_scale = 3.0
 sample_batch = 100
 """, tags=("parameters",)),
     code("""\
-from ddlib import context, experiments, report
+from ddlib.lab import context, experiments, figures as report
 from ddlib.data import load_dataset
 
 ctx = context.start(profile, "03_latent_cfg", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
@@ -660,7 +660,7 @@ NB05 = [
     code('''\
 from IPython.display import Markdown, display
 
-from ddlib import assemble, context
+from ddlib.lab import assemble, context
 
 ctx = context.start(profile, "05_report", reports_dir=reports_dir, cache_dir=cache_dir, device="cpu")
 display(Markdown(assemble.provenance_markdown(ctx.out, profile)))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ddlib.bench import BenchConfig, DiffusersUNet, forward_flops, run_bench
+from ddlib.perf.bench import BenchConfig, DiffusersUNet, forward_flops, run_bench
 from ddlib.errors import DDLibError
 from ddlib.unet import count_parameters, unet_from_preset
 
@@ -55,7 +55,7 @@ def test_bench_errors():
 
 
 def test_results_table_gives_ratios_at_equal_and_at_baseline_switches():
-    from ddlib.bench import results_table
+    from ddlib.perf.bench import results_table
 
     def rec(model, train, **kw):
         return {"model": model, "train_img_per_s": train, "sample_img_per_s": 1.0, "fwd_gflops_per_img": 12.44,
@@ -68,7 +68,7 @@ def test_results_table_gives_ratios_at_equal_and_at_baseline_switches():
     assert rows[0].endswith("| 1.50× | 1.50× |")  # 300 / 200 both ways
     assert rows[1].endswith("| 1.25× | 2.50× |")  # 500 / 400 at equal switches, 500 / 200 against plain diffusers
     assert "bf16 + channels-last + compile" in rows[1]
-    from ddlib.bench import switches
+    from ddlib.perf.bench import switches
 
     assert switches(rec("ddlib", 1.0, compile=True, compile_mode="reduce-overhead")) == "bf16 + compile (reduce-overhead)"
     assert switches(rec("ddlib", 1.0, channels_last=True, cuda_graphs=True)) == "bf16 + channels-last + CUDA graphs"

@@ -1,4 +1,4 @@
-"""ddlib.cost.measure against allocations of known size.
+"""ddlib.perf.cost.measure against allocations of known size.
 
 Each check runs in a fresh interpreter: memory an earlier test freed (and the allocator kept) would be
 reused without raising the resident size, which is the documented blind spot of a CPU measurement.
@@ -10,7 +10,7 @@ import sys
 
 PROBE = """
 import json, time, torch
-from ddlib.cost import measure, memory_method
+from ddlib.perf.cost import measure, memory_method
 
 def alloc():
     x = torch.ones(50 * 2**20)  # 200 MiB of float32, every page touched

@@ -8,7 +8,8 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from ddlib import inception, metrics
+from ddlib import metrics
+from ddlib.metrics import inception
 from ddlib.__main__ import main
 from ddlib.errors import DDLibError
 

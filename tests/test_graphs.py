@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-import ddlib.graphs as graphs
+import ddlib.accel.graphs as graphs
 from ddlib.errors import DDLibError
-from ddlib.graphs import GraphedDenoiser, StepGraph, graphed, graphs_enabled
+from ddlib.accel.graphs import GraphedDenoiser, StepGraph, graphed, graphs_enabled
 from ddlib.train import load_optimizer_state, optimizer_state, scheduler_state, warmup_factor
 from ddlib.unet import unet_from_preset
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from ddlib.classifier import class_consistency, predict, train_classifier
+from ddlib.metrics.classifier import class_consistency, predict, train_classifier
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
 from ddlib.generate import generate
 from ddlib.guidance import GuidedModel, drop_labels
 from ddlib.schedules import make_schedule
-from ddlib.sweep import guidance_sweep
+from ddlib.lab.sweep import guidance_sweep
 from ddlib.train import TrainConfig, train
 from ddlib.unet import unet_from_preset
 
@@ -177,7 +177,7 @@ def test_class_consistency_rises_with_guidance(toy, classifier, tmp_path):
 
 def test_guidance_sweep_cycles_through_the_given_classes():
     """A model of 6 classes trained on only some of them is sampled with those labels alone."""
-    from ddlib.classifier import SmallCNN
+    from ddlib.metrics.classifier import SmallCNN
 
     always_two = SmallCNN(6, 3, 8)
     for p in always_two.parameters():

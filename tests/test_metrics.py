@@ -17,7 +17,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from ddlib import inception, metrics
+from ddlib import metrics
+from ddlib.metrics import inception
 from ddlib.errors import DDLibError
 
 

@@ -1,6 +1,6 @@
 """The notebook report: profiles, caches, table/figure writers, a failing notebook, and the smoke report end to end.
 
-The end-to-end test runs ``python -m ddlib.pipeline report --profile smoke`` (what ``make report
+The end-to-end test runs ``python -m ddlib.lab.pipeline report --profile smoke`` (what ``make report
 PROFILE=smoke`` runs) into a temporary folder, checks every executed notebook for error outputs and
 every expected table and figure, then builds the PDF (``make pdf``'s command) when xelatex and pandoc
 are installed (``make pdf-deps``) and checks that its text holds every table's heading.
@@ -22,11 +22,12 @@ import nbformat
 import pytest
 import yaml
 
-from ddlib import context, export, pipeline
-from ddlib.cache import cached_result, cached_train, run_key
+from ddlib.lab import context, export, pipeline
+from ddlib.lab.cache import cached_result, cached_train, run_key
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
-from ddlib.report import markdown_table, read_table, smooth, write_table
+from ddlib.lab.figures import smooth
+from ddlib.lab.tables import markdown_table, read_table, write_table
 from ddlib.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +204,7 @@ def test_failing_notebook_stops_the_report_with_its_name_and_error(tmp_path):
     (out / "t").mkdir(parents=True)
     (out / "t" / "report.html").write_text("stale")  # a previous run's report must not survive a failure
 
-    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", str(profile),
+    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", str(profile),
                            "--reports-dir", str(out), "--notebooks-dir", str(nbs)],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -239,7 +240,7 @@ def _errors(nb) -> list[str]:
 @pytest.mark.slow
 def test_smoke_report_end_to_end(tmp_path):
     out_root = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = out_root / "smoke"
@@ -268,18 +269,18 @@ def test_smoke_report_end_to_end(tmp_path):
     assert html.count("data:image/png;base64") >= len(json.loads((out / "figures" / "index.json").read_text()))
 
     # a second run of a notebook reuses the cached model and metrics
-    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root), "--only", "01"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert read_table(out / "tables" / "train_ddpm.csv")[0]["reused"] is True
     assert (out / "STATUS").read_text().startswith("incomplete")  # 05 must run again to make a report
-    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "report", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root), "--only", "05"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0 and (out / "STATUS").read_text().startswith("complete")
 
     if export.pdf_requirements() or shutil.which("pdftotext") is None:
         pytest.skip("PDF check skipped: xelatex, pandoc or pdftotext missing (make pdf-deps installs them)")
-    proc = subprocess.run([sys.executable, "-m", "ddlib.pipeline", "pdf", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "pdf", "--profile", "smoke", "--reports-dir",
                            str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     pdf = out / "report.pdf"
@@ -344,7 +345,7 @@ def test_make_lab_serves_the_notebooks_with_the_ddlib_kernel():
 def test_distance_to_last_row_in_uint8_levels():
     import torch
 
-    from ddlib.experiments import distance_to_last
+    from ddlib.lab.experiments import distance_to_last
 
     base = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
     assert distance_to_last([base + 10, base - 5, base]) == [10.0, 5.0, 0.0]
@@ -353,7 +354,7 @@ def test_distance_to_last_row_in_uint8_levels():
 def test_git_revision_ignores_the_reports_a_run_rewrites(tmp_path):
     import subprocess
 
-    from ddlib.assemble import git_revision
+    from ddlib.lab.assemble import git_revision
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

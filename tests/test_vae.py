@@ -10,7 +10,7 @@ from ddlib.checkpoint import load_checkpoint
 from ddlib.data import load_dataset, synthetic_dataset
 from ddlib.errors import DDLibError
 from ddlib.generate import generate
-from ddlib.sweep import compare_latent_pixel_sampling
+from ddlib.lab.sweep import compare_latent_pixel_sampling
 from ddlib.train import TrainConfig, load_trained, read_log
 from ddlib.unet import unet_from_preset
 from ddlib.vae import (

@@ -2,7 +2,7 @@
 
 Numerics
     Features are the 2048-d pool features of the TF Inception-v3 "2015-12-05" network
-    (:mod:`ddlib.inception`: torch-fidelity's TF1-style bilinear resize to 299, ``(x - 128) / 128``),
+    (:mod:`ddlib.metrics.inception`: torch-fidelity's TF1-style bilinear resize to 299, ``(x - 128) / 128``),
     extracted in batches on the given device. Statistics are float64 means and unbiased covariances
     (``ddof=1``). FID uses torchmetrics' formula, ``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 sum sqrt(eig(S1 S2))``,
     in float64, through a symmetric eigendecomposition (:func:`frechet_distance`; tested equal to torchmetrics'
@@ -11,7 +11,7 @@ Numerics
     generator. The Inception Score is the standard one (Salimans et al. 2016; torch-fidelity's code):
     softmax of the network's 1008-way ``logits_unbiased``, 10 splits after a seeded shuffle,
     ``exp(E_x KL(p(y|x) || p(y)))`` per split, mean and std over splits. Offline the network's head is
-    not available (see :mod:`ddlib.inception`): :func:`inception_score` then raises
+    not available (see :mod:`ddlib.metrics.inception`): :func:`inception_score` then raises
     :class:`InceptionScoreUnavailable`, and :func:`inception_score_cell` gives ``"n/a: <reason>"``.
 
 Small-sample bias
@@ -29,7 +29,7 @@ Reference statistics
     sorted) — never the first ``count`` images, which are sorted by class.
 """
 
-from ddlib.inception import PREPROCESSING_ID
+from ddlib.metrics.inception import PREPROCESSING_ID
 from ddlib.metrics import evaluator, images, reference, stats  # noqa: F401  (submodules, for monkeypatching)
 from ddlib.metrics.evaluator import FIDEvaluator
 from ddlib.metrics.images import (

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ddlib.errors import DDLibError
-from ddlib.inception import FEATURE_DIM, load_extractor
+from ddlib.metrics.inception import FEATURE_DIM, load_extractor
 from ddlib.metrics.stats import InceptionScoreUnavailable, inception_score_from_logits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
@@ -42,7 +42,7 @@ def compute_features(images, *, device: str | torch.device | None = None, batch_
     """(N, 2048) float32 pool features of uint8 images, batched on ``device`` (default: CUDA if present).
 
     ``extractor``: any callable mapping a uint8 batch on ``device`` to features (default: the standard
-    network, :func:`ddlib.inception.load_extractor`; ``layer="logits_unbiased"`` gives its logits).
+    network, :func:`ddlib.metrics.inception.load_extractor`; ``layer="logits_unbiased"`` gives its logits).
     """
     x = as_uint8_images(images)
     device = torch.device(device or default_device())
@@ -96,7 +96,7 @@ IS_UNAVAILABLE_REASON = "offline FID weights lack the Inception network's 1008-w
 
 def inception_score_status() -> str | None:
     """``None`` when the standard Inception Score can be computed here, else the reason (one line)."""
-    from ddlib.inception import has_classifier_head, resolve_weights
+    from ddlib.metrics.inception import has_classifier_head, resolve_weights
 
     return None if has_classifier_head(resolve_weights()) else IS_UNAVAILABLE_REASON
 

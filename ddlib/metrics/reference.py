@@ -17,7 +17,7 @@ import torch
 from ddlib.data import images_sha1
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
-from ddlib.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
+from ddlib.metrics.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
 from ddlib.metrics.images import as_uint8_images, default_device, load_image_folder, load_images_npz
 from ddlib.metrics.stats import PREP_TAG, FIDStatistics, fid

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ddlib.errors import DDLibError
-from ddlib.inception import PREPROCESSING_ID
+from ddlib.metrics.inception import PREPROCESSING_ID
 
 PREP_TAG = hashlib.sha1(PREPROCESSING_ID.encode()).hexdigest()[:8]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ddlib.commands.fid import SOURCES_HELP, add_common
+from ddlib.cli.fid import SOURCES_HELP, add_common
 
 
 def register(sub: argparse._SubParsersAction) -> None:

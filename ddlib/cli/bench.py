@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddlib.bench import BenchConfig, results_table, run_bench
+    from ddlib.perf.bench import BenchConfig, results_table, run_bench
 
     if args.table:
         with open(args.table) as f:

@@ -1,4 +1,4 @@
-"""``python -m ddlib report`` and ``python -m ddlib pdf``: the notebook report (see :mod:`ddlib.pipeline`)."""
+"""``python -m ddlib report`` and ``python -m ddlib pdf``: the notebook report (see :mod:`ddlib.lab.pipeline`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ddlib.pipeline import add_arguments, cmd_pdf, cmd_report
+    from ddlib.lab.pipeline import add_arguments, cmd_pdf, cmd_report
 
     p = sub.add_parser(
         "report",

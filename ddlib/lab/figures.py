@@ -1,55 +1,19 @@
-"""Figures and tables for notebooks and the report: image grids, curves, CSV/Markdown tables.
+"""Figures for notebooks and the report: schedules, forward process, trajectories, curves, bars.
 
 Every figure helper draws one figure, writes it as a PNG and returns the path (the notebooks show it
 with :func:`show`), so a figure in a notebook and the file in ``reports/<profile>/figures/`` are
 always the same picture. Matplotlib runs on the non-interactive Agg backend here; figures are closed
 after saving so that a notebook never shows a figure twice.
-
-Tables are lists of dicts (one per row). :func:`write_table` writes ``<name>.csv`` (every column, full
-precision) and ``<name>.md`` (a heading with the table's title, then a Markdown pipe table, then
-optional notes), the form the report notebook shows and the PDF prints.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 from PIL import Image
-
-# --------------------------------------------------------------------------------------------------
-# image grids
-
-
-def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
-    """Tile uint8 images (N, C, H, W) into one uint8 image (C, H', W'), ``nrow`` per row (default ≈ √N)."""
-    n, c, h, w = images.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    grid = torch.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), 255, dtype=torch.uint8)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top : top + h, left : left + w] = images[i]
-    return grid
-
-
-def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
-    """Write a PNG grid of uint8 images (N, C, H, W); ``scale`` enlarges small images (nearest)."""
-    grid = image_grid(images, nrow)
-    arr = grid.permute(1, 2, 0).numpy()
-    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
-
 
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing
@@ -292,100 +256,3 @@ def plot_bars(rows: Sequence[dict], label: str, values: Sequence[str], path: str
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------------------------------
-# tables
-
-
-def _is_number(v) -> bool:
-    if isinstance(v, bool) or v is None:
-        return False
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def format_cell(v, digits: int = 4) -> str:
-    """A table cell: floats to ``digits`` significant digits, None as an em dash, other values as text."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    if isinstance(v, float):
-        if v == 0 or 1e-3 <= abs(v) < 1e5:
-            return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
-        return f"{v:.{max(digits - 1, 1)}e}"
-    return str(v)
-
-
-def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 4) -> str:
-    """A Markdown pipe table of ``rows`` (pipes and newlines in cells escaped)."""
-    columns = list(columns or _columns(rows))
-
-    def cell(v):
-        return format_cell(v, digits).replace("|", "\\|").replace("\n", " ")
-
-    body = [[cell(r.get(c)) for c in columns] for r in rows]
-    # pandoc sizes the columns of a wide table by the dashes under each header: make them follow the content
-    widths = [min(max([len(c)] + [len(row[i]) for row in body]), 30) for i, c in enumerate(columns)]
-    headers = [c.replace("_", " ") for c in columns]  # spaces let LaTeX wrap long headers; the CSV keeps the names
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" " + "-" * max(3, w) + " " for w in widths) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
-
-
-def _columns(rows: Sequence[dict]) -> list[str]:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    return cols
-
-
-def write_table(rows: Sequence[dict], path: str | Path, title: str, *, columns: Sequence[str] | None = None,
-                md_columns: Sequence[str] | None = None, md_rows: Sequence[dict] | None = None,
-                notes: Sequence[str] = (), digits: int = 4) -> tuple[Path, Path]:
-    """Write ``<path>.csv`` (``columns``, default all) and ``<path>.md`` (``### title``, a table, notes).
-
-    The Markdown table shows ``md_rows`` (default ``rows``) restricted to ``md_columns`` (default all of
-    theirs): a compact view for reading, while the CSV keeps every column. Both files are written
-    atomically. Returns (csv path, md path).
-    """
-    if not rows:
-        raise ValueError(f"table {title!r} has no rows; a report table must hold at least one")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(columns or _columns(rows))
-    csv_path, md_path = path.with_suffix(".csv"), path.with_suffix(".md")
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
-    os.replace(tmp, csv_path)
-    shown = md_rows if md_rows is not None else rows
-    md = f"### {title}\n\n{markdown_table(shown, md_columns or _columns(shown), digits)}\n"
-    if notes:
-        md += "\n" + "\n".join(f"*{n}*\n" if not n.startswith(("-", "*")) else n + "\n" for n in notes)
-    tmp = md_path.with_name(f".{md_path.name}.tmp{os.getpid()}")
-    tmp.write_text(md)
-    os.replace(tmp, md_path)
-    return csv_path, md_path
-
-
-def read_table(path: str | Path) -> list[dict]:
-    """Rows of a CSV written by :func:`write_table`, numbers and booleans parsed back, empty cells as None."""
-    def parse(v: str):
-        if v == "":
-            return None
-        if v in ("True", "False"):
-            return v == "True"
-        for kind in (int, float):
-            try:
-                return kind(v)
-            except ValueError:
-                pass
-        return v
-
-    with Path(path).with_suffix(".csv").open(newline="") as f:
-        return [{k: parse(v) for k, v in r.items()} for r in csv.DictReader(f)]

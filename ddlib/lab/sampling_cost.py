@@ -1,9 +1,9 @@
 """Wall time and peak memory of sampling (DDPM against DDIM), each measurement in a fresh process.
 
 Why a fresh process: on a CPU, memory freed by an earlier measurement and reused is invisible to the
-next (:mod:`ddlib.cost`). So each sampler runs alone in a new Python process
-(``python -m ddlib.sampling_cost '<json>'``) that loads the model, samples one batch under
-:func:`ddlib.cost.measure`, and reports
+next (:mod:`ddlib.perf.cost`). So each sampler runs alone in a new Python process
+(``python -m ddlib.lab.sampling_cost '<json>'``) that loads the model, samples one batch under
+:func:`ddlib.perf.cost.measure`, and reports
 
 - ``wall_s``: seconds for the sampling call alone (model loading excluded);
 - ``peak_rss_mb``: the process's peak resident memory while sampling, model and Python included;
@@ -11,7 +11,7 @@ next (:mod:`ddlib.cost`). So each sampler runs alone in a new Python process
 - on CUDA also ``cuda_peak_mb`` (``torch.cuda.max_memory_allocated``) and ``cuda_sampling_mb``, the
   peak minus what was allocated before sampling (the weights).
 
-With CUDA graphs on (``DDLIB_CUDA_GRAPHS=1``, :mod:`ddlib.graphs`) the timed call includes the denoiser's first
+With CUDA graphs on (``DDLIB_CUDA_GRAPHS=1``, :mod:`ddlib.accel.graphs`) the timed call includes the denoiser's first
 three eager steps and its recording, so the memory its activations take is measured; both samplers pay that
 same constant, which understates the speed-up of the shorter one a little.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ddlib import cost
+from ddlib.perf import cost
 
 METHOD_VERSION = 2  # part of cache keys: bump when what is measured changes
 
@@ -70,9 +70,9 @@ def measure(run_dir: str, sampler: str = "ddim", num_steps: int = 50, eta: float
 
 def measure_in_subprocess(timeout: float | None = None, **kwargs) -> dict:
     """:func:`measure` in a fresh Python process; returns its result."""
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-m", "ddlib.sampling_cost", json.dumps(kwargs)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.sampling_cost", json.dumps(kwargs)], capture_output=True,
                           text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

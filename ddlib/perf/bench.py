@@ -3,7 +3,7 @@
 What is measured, after warm-up, for each model:
 
 - training throughput (images/s) of one full step: forward, MSE on ε, backward, AdamW step (with
-  ``cuda_graphs``, each step replayed from a CUDA graph, :mod:`ddlib.graphs`, for both models alike);
+  ``cuda_graphs``, each step replayed from a CUDA graph, :mod:`ddlib.accel.graphs`, for both models alike);
 - DDIM sampling throughput (images/s) at ``sample_steps`` steps (default 50);
 - peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU, and CUDA graphs, whose replays allocate
   nothing: not measured, reported as None);
@@ -27,7 +27,7 @@ from torch import nn
 
 from ddlib.device import hardware_string, resolve_device
 from ddlib.errors import DDLibError
-from ddlib.graphs import WARMUP_CALLS, GraphedDenoiser, StepGraph
+from ddlib.accel.graphs import WARMUP_CALLS, GraphedDenoiser, StepGraph
 from ddlib.samplers import ddim_sample
 from ddlib.schedules import make_schedule
 from ddlib.train import autocast_dtype, diffusion_loss
@@ -43,7 +43,7 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str | None = None  # torch.compile's mode, e.g. "reduce-overhead" (CUDA graphs on a GPU)
-    cuda_graphs: bool = False  # replay each training step and each denoiser call from a CUDA graph (ddlib.graphs)
+    cuda_graphs: bool = False  # replay each training step and each denoiser call from a CUDA graph (ddlib.accel.graphs)
     warmup: int = 2
     rounds: int = 3  # timed rounds per model (alternating between models)
     steps_per_round: int = 2

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ddlib.errors import DDLibError
     from ddlib.generate import generate
-    from ddlib.report import save_image_grid
+    from ddlib.grids import save_image_grid
     from ddlib.device import resolve_device
     from ddlib.train import load_trained
 

@@ -2,7 +2,7 @@
 
 :func:`guidance_sweep` samples the same labels from the same seeds (x_T of image i from seed
 ``seed + i``) at every guidance scale s, so scales differ only through s, and scores each set by
-class consistency (:mod:`ddlib.classifier`) and, when given a ``metrics`` callable, by FID/KID
+class consistency (:mod:`ddlib.metrics.classifier`) and, when given a ``metrics`` callable, by FID/KID
 against a reference — for instance with :mod:`ddlib.metrics`::
 
     ref, ref_feats = reference_statistics("tiny-imagenet-100:val"), reference_features("tiny-imagenet-100:val")[0]
@@ -12,7 +12,7 @@ against a reference — for instance with :mod:`ddlib.metrics`::
 
 :func:`compare_latent_pixel_sampling` times the same sampler in latent space (plus one decode) and
 in pixel space at the same output resolution, and measures the peak memory each adds
-(:func:`ddlib.cost.measure`: CUDA allocations, or the peak resident set size on a CPU).
+(:func:`ddlib.perf.cost.measure`: CUDA allocations, or the peak resident set size on a CPU).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ddlib.classifier import SmallCNN, class_consistency
-from ddlib.cost import measure, memory_method
+from ddlib.metrics.classifier import SmallCNN, class_consistency
+from ddlib.perf.cost import measure, memory_method
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
 from ddlib.generate import generate

@@ -2,8 +2,8 @@
 
 Command line (also ``python -m ddlib report …`` / ``python -m ddlib pdf …``)::
 
-    python -m ddlib.pipeline report --profile smoke      # notebooks → reports/smoke/, then report.html
-    python -m ddlib.pipeline pdf --profile smoke         # reports/smoke/report.pdf (needs xelatex, pandoc)
+    python -m ddlib.lab.pipeline report --profile smoke      # notebooks → reports/smoke/, then report.html
+    python -m ddlib.lab.pipeline pdf --profile smoke         # reports/smoke/report.pdf (needs xelatex, pandoc)
 
 What ``report`` does, for profile P (``notebooks/profiles/P.yaml``, a flat papermill parameter file):
 
@@ -20,11 +20,11 @@ What ``report`` does, for profile P (``notebooks/profiles/P.yaml``, a flat paper
 5. converts the executed ``05_report`` notebook to ``report.html`` with its code hidden, and writes
    ``STATUS`` = ``complete``.
 
-Expensive steps inside the notebooks are cached by config hash (:mod:`ddlib.cache`), so a second run
+Expensive steps inside the notebooks are cached by config hash (:mod:`ddlib.lab.cache`), so a second run
 only re-executes the notebooks and reuses checkpoints and metrics; ``FORCE=1`` recomputes.
 
-Notebooks call :func:`ddlib.context.start` to get a :class:`ddlib.context.Context`; the HTML and PDF
-come from :mod:`ddlib.export`.
+Notebooks call :func:`ddlib.lab.context.start` to get a :class:`ddlib.lab.context.Context`; the HTML and PDF
+come from :mod:`ddlib.lab.export`.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ddlib.context import REPO_ROOT, _resolve_reports_dir, check_outputs
+from ddlib.lab.context import REPO_ROOT, _resolve_reports_dir, check_outputs
 from ddlib.errors import DDLibError
-from ddlib.export import REPORT_NOTEBOOK, build_html, build_pdf
+from ddlib.lab.export import REPORT_NOTEBOOK, build_html, build_pdf
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
@@ -182,7 +182,7 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     # libgomp's default spin-waiting makes PyTorch's CPU threads crawl (measured: 200× slower for a small UNet)
     # when the cores are shared with other work; passive waiting costs little when they are not.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from ddlib.cache import FORCE_SINCE_ENV, force_enabled
+    from ddlib.lab.cache import FORCE_SINCE_ENV, force_enabled
 
     if force_enabled():  # FORCE=1 recomputes what this run touches once; later notebooks reuse it
         os.environ[FORCE_SINCE_ENV] = repr(time.time())
@@ -265,7 +265,7 @@ def cmd_pdf(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ddlib.pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ddlib.lab.pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("report", help="run the notebooks of a profile and build report.html"))
     add_arguments(sub.add_parser("pdf", help="convert a finished report to report.pdf"), pdf=True)

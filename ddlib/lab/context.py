@@ -2,7 +2,7 @@
 
 A notebook calls :func:`start` once and gets a :class:`Context`: the output folder
 ``<reports_dir>/<profile>/`` (tables, figures, an index of both), the device and its hardware name,
-cached training, sampling and FID scoring (:mod:`ddlib.cache`), and :meth:`Context.row`, which gives
+cached training, sampling and FID scoring (:mod:`ddlib.lab.cache`), and :meth:`Context.row`, which gives
 every table row its provenance columns (profile, hardware, wall time, sample count, reference).
 :func:`check_outputs` says what a notebook has not yet written.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from ddlib.errors import DDLibError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROVENANCE_COLUMNS = ("profile", "hardware", "wall_s", "n_samples", "reference")
 
 # What each notebook must leave behind (names under tables/ and figures/); checked after it runs.
@@ -104,7 +104,7 @@ class Context:
 
         Every row must carry the provenance columns (use :meth:`row`).
         """
-        from ddlib.report import write_table
+        from ddlib.lab.tables import write_table
 
         for r in rows:
             missing = [c for c in PROVENANCE_COLUMNS if c not in r]
@@ -130,18 +130,18 @@ class Context:
     # ---- cached computation ----------------------------------------------------------------------
 
     def train(self, config, **kwargs):
-        """:func:`ddlib.cache.cached_train` in this context's cache and on its device."""
-        from ddlib.cache import cached_train
+        """:func:`ddlib.lab.cache.cached_train` in this context's cache and on its device."""
+        from ddlib.lab.cache import cached_train
 
         return cached_train(config, self.cache_root, device=self.device, **kwargs)
 
     def cached(self, kind: str, key: dict, fn: Callable[[], dict]) -> dict:
-        from ddlib.cache import cached_result
+        from ddlib.lab.cache import cached_result
 
         return cached_result(kind, key, fn, self.cache_root)
 
     def cached_images(self, kind: str, key: dict, fn):
-        from ddlib.cache import cached_images
+        from ddlib.lab.cache import cached_images
 
         return cached_images(kind, key, fn, self.cache_root)
 
@@ -264,7 +264,7 @@ class Context:
         score_s (Inception seconds) and wall_s (both); with ``inception_score`` also ``inception_score``,
         the cell of :func:`ddlib.metrics.inception_score_cell` ("n/a: …" where the network's head is missing).
         """
-        from ddlib.inception import PREPROCESSING_ID
+        from ddlib.metrics.inception import PREPROCESSING_ID
 
         s = self.samples(run, n=n, sampler=sampler, num_steps=num_steps, eta=eta, seed=seed, batch_size=batch_size,
                          guidance=guidance, label=label, clip=clip)
@@ -286,7 +286,7 @@ class Context:
 
 def provenance_cell(row: dict) -> str:
     """The provenance columns of a row as one table cell: ``profile · hardware · wall s · n · reference``."""
-    from ddlib.report import format_cell
+    from ddlib.lab.tables import format_cell
 
     wall = row.get("wall_s")
     parts = [str(row.get("profile")), str(row.get("hardware")),
@@ -314,7 +314,7 @@ def start(profile: str, notebook: str, *, reports_dir: str | Path = "reports", c
     """
     import torch
 
-    from ddlib.cache import default_root
+    from ddlib.lab.cache import default_root
     from ddlib.device import hardware_string, resolve_device
 
     if torch_threads:

@@ -10,7 +10,7 @@
 
 Memory freed by an earlier call and reused without a new mapping is not counted, so compare figures
 measured in one process the same way, or run each measurement in a fresh process
-(:mod:`ddlib.sampling_cost`).
+(:mod:`ddlib.lab.sampling_cost`).
 """
 
 from __future__ import annotations

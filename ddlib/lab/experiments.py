@@ -1,9 +1,9 @@
 """The report's experiments as functions: each notebook cell calls one of these and shows what it returns.
 
-Every function takes the notebook's :class:`ddlib.context.Context` (output folder, device, cache,
-provenance), does its work through the cached steps of :mod:`ddlib.cache`, writes its table or figure
+Every function takes the notebook's :class:`ddlib.lab.context.Context` (output folder, device, cache,
+provenance), does its work through the cached steps of :mod:`ddlib.lab.cache`, writes its table or figure
 and returns rows or paths. Numbers carry provenance: profile, hardware, wall time, sample counts and
-the FID reference (see :meth:`ddlib.context.Context.row`).
+the FID reference (see :meth:`ddlib.lab.context.Context.row`).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, se
 
     Cached per (run, settings, hardware): a different machine measures again.
     """
-    from ddlib.sampling_cost import METHOD_VERSION, check_claims, compare_samplers
+    from ddlib.lab.sampling_cost import METHOD_VERSION, check_claims, compare_samplers
 
     T = run.config.num_train_timesteps
     configs = [{"label": f"DDPM-{T}", "sampler": "ddpm"},
@@ -236,7 +236,7 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
 
 
 def elapsed(ctx) -> float:
-    """Seconds since the notebook called :func:`ddlib.context.start`."""
+    """Seconds since the notebook called :func:`ddlib.lab.context.start`."""
     return time.perf_counter() - ctx.started
 
 
@@ -276,7 +276,7 @@ def train_latent_cached(ctx, config, vae_run):
 
 def training_reference(ctx, data, count: int | None) -> tuple[str, str]:
     """Register the training images of ``data`` (a seeded random subset of ``count``; ``None``: all) as a FID
-    reference. Returns ``(name, label)``: ``name`` for :meth:`ddlib.context.Context.score`, ``label`` for tables.
+    reference. Returns ``(name, label)``: ``name`` for :meth:`ddlib.lab.context.Context.score`, ``label`` for tables.
     """
     from ddlib.metrics import subset_indices
 
@@ -292,7 +292,7 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
               reference_label: str | None = None) -> tuple[list[dict], list[torch.Tensor]]:
     """PSNR/SSIM of the VAE's reconstructions of ``images`` and of the bicubic baseline at the same factor.
 
-    With a ``reference`` (a name for :meth:`ddlib.context.Context.score`) each row also gets FID/KID of its
+    With a ``reference`` (a name for :meth:`ddlib.lab.context.Context.score`) each row also gets FID/KID of its
     images against it, and a first row scores the real ``images`` themselves: the floor at this sample count.
     The reconstructions' FID is the ceiling of any latent model decoded by this VAE.
     Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.
@@ -328,17 +328,17 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
 
 
 def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int = 64, width: int = 32, seed: int = 0):
-    """A :class:`ddlib.classifier.SmallCNN` trained on ``train_data`` (cached weights) and its accuracy on ``val_data``."""
+    """A :class:`ddlib.metrics.classifier.SmallCNN` trained on ``train_data`` (cached weights) and its accuracy on ``val_data``."""
     import hashlib
 
     from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
-    from ddlib.classifier import SmallCNN, class_consistency, train_classifier
+    from ddlib.metrics.classifier import SmallCNN, class_consistency, train_classifier
 
     digest = hashlib.sha1(train_data.images.numpy().tobytes())
     digest.update(train_data.labels.numpy().tobytes())
     key = config_hash({"data": digest.hexdigest(), "steps": steps, "batch_size": batch_size, "width": width, "seed": seed})
     path = ctx.cache_root / "models" / f"classifier-{key}.pt"
-    from ddlib.cache import forced
+    from ddlib.lab.cache import forced
 
     t0 = time.perf_counter()
     if path.is_file() and not forced(path):
@@ -359,11 +359,11 @@ def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int 
 def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, scales: Sequence[float], n: int,
                    num_steps: int, reference: str, reference_label: str, batch_size: int, classes: Sequence[int],
                    seed: int = 0) -> list[dict]:
-    """The classifier-free guidance sweep (:func:`ddlib.sweep.guidance_sweep`): FID, KID, class consistency per scale s.
+    """The classifier-free guidance sweep (:func:`ddlib.lab.sweep.guidance_sweep`): FID, KID, class consistency per scale s.
 
     ``classes``: the labels the model was trained on (``data.labels_present``); the samples cycle through them.
     """
-    from ddlib.sweep import guidance_sweep
+    from ddlib.lab.sweep import guidance_sweep
     from ddlib.train import load_trained
     from ddlib.vae import load_vae
 

@@ -2,7 +2,7 @@
 
 The report notebook reads only what notebooks 01–04 wrote under ``reports/<profile>/`` (tables as CSV
 and Markdown, figures with their index, ``references.json``, ``timings.json``) and the quoted numbers
-of :mod:`ddlib.literature`; it computes nothing expensive itself.
+of :mod:`ddlib.lab.literature`; it computes nothing expensive itself.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ddlib.literature import REFERENCES, literature_rows
-from ddlib.report import format_cell, markdown_table, read_table
+from ddlib.lab.literature import REFERENCES, literature_rows
+from ddlib.lab.tables import format_cell, markdown_table, read_table
 
 
 def _read_json(path: Path) -> dict:
@@ -46,7 +46,7 @@ def provenance_markdown(out: Path, profile: str) -> str:
     import torch
 
     import ddlib
-    from ddlib.context import REPO_ROOT
+    from ddlib.lab.context import REPO_ROOT
 
     hardware = sorted({str(r["hardware"]) for f in (out / "tables").glob("*.csv") for r in read_table(f)
                        if r.get("hardware") and r.get("profile") == profile})
@@ -164,7 +164,7 @@ def summary_table(ctx) -> object:
 
 def show_table(out: Path, name: str, missing: str = "not run in this profile"):
     """The Markdown of ``tables/<name>.md`` for display, or a note when the table is absent."""
-    from ddlib.context import markdown
+    from ddlib.lab.context import markdown
 
     path = Path(out) / "tables" / f"{name}.md"
     return markdown(path.read_text() if path.is_file() else f"*Table `{name}`: {missing}.*")
