@@ -22,20 +22,24 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name ddlib --display-name "Python (ddlib)" >/dev/null
+	# JupyterLab opens the notebook sources (jupytext .py files) as notebooks on a double click
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 test: setup
 	$(PY) -m pytest
 
-# Run notebooks/NN_*.ipynb with papermill for PROFILE (notebooks/profiles/PROFILE.yaml) into
+# Run notebooks/NN_*.py with papermill for PROFILE (notebooks/profiles/PROFILE.yaml) into
 # REPORTS_DIR/PROFILE/{notebooks,tables,figures}/ and build REPORTS_DIR/PROFILE/report.html.
 # A failing notebook stops here with "notebook NN_name failed in cell K: <error>" and no report.html.
 report: setup
-	FORCE=$(FORCE) $(PY) -m ddlib.lab.pipeline report --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
+	FORCE=$(FORCE) $(PY) -m ddlib report --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
 
 # REPORTS_DIR/PROFILE/report.pdf from the finished report (run `make report PROFILE=…` first).
 pdf: setup pdf-deps
-	$(PY) -m ddlib.lab.pipeline pdf --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
+	$(PY) -m ddlib pdf --profile $(PROFILE) --reports-dir $(REPORTS_DIR)
 
 # Install the LaTeX toolchain only when it is missing.
 pdf-deps:

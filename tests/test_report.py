@@ -1,6 +1,6 @@
 """The notebook report: profiles, caches, table/figure writers, a failing notebook, and the smoke report end to end.
 
-The end-to-end test runs ``python -m ddlib.lab.pipeline report --profile smoke`` (what ``make report
+The end-to-end test runs ``python -m ddlib report --profile smoke`` (what ``make report
 PROFILE=smoke`` runs) into a temporary folder, checks every executed notebook for error outputs and
 every expected table and figure, then builds the PDF (``make pdf``'s command) when xelatex and pandoc
 are installed (``make pdf-deps``) and checks that its text holds every table's heading.
@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 import yaml
@@ -45,8 +46,9 @@ def _normalise(text: str) -> str:
 def test_notebooks_are_numbered_and_have_one_literal_parameters_cell():
     nbs = pipeline.notebook_paths()
     assert [p.stem[:2] for p in nbs] == ["01", "02", "03", "04", "05"]
+    assert not list(pipeline.NOTEBOOKS_DIR.glob("*.ipynb")), "notebook sources are the jupytext .py files alone"
     for path in nbs:
-        nb = nbformat.read(path, as_version=4)
+        nb = pipeline.read_notebook(path)
         params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1, f"{path.name} needs exactly one cell tagged parameters"
         for node in ast.parse(params[0].source).body:  # plain literals only: papermill must be able to replace them
@@ -189,22 +191,22 @@ def _notebook(path: Path, *cells: str) -> None:
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
     nb.metadata["kernelspec"] = {"name": "ddlib", "display_name": "Python (ddlib)", "language": "python"}
-    nbformat.write(nb, path)
+    jupytext.write(nb, path, fmt="py:percent")
 
 
 def test_failing_notebook_stops_the_report_with_its_name_and_error(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "01_fine.ipynb", "x = 1 + 1", "print(x)")
-    _notebook(nbs / "02_broken.ipynb", "y = 2", "raise ValueError('the model diverged')", "print('never')")
-    _notebook(nbs / "03_after.ipynb", "print('not reached')")
+    _notebook(nbs / "01_fine.py", "x = 1 + 1", "print(x)")
+    _notebook(nbs / "02_broken.py", "y = 2", "raise ValueError('the model diverged')", "print('never')")
+    _notebook(nbs / "03_after.py", "print('not reached')")
     profile = tmp_path / "t.yaml"
     profile.write_text("profile: t\n")
     out = tmp_path / "reports"
     (out / "t").mkdir(parents=True)
     (out / "t" / "report.html").write_text("stale")  # a previous run's report must not survive a failure
 
-    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", str(profile),
+    proc = subprocess.run([sys.executable, "-m", "ddlib", "report", "--profile", str(profile),
                            "--reports-dir", str(out), "--notebooks-dir", str(nbs)],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -240,7 +242,7 @@ def _errors(nb) -> list[str]:
 @pytest.mark.slow
 def test_smoke_report_end_to_end(tmp_path):
     out_root = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = out_root / "smoke"
@@ -269,18 +271,18 @@ def test_smoke_report_end_to_end(tmp_path):
     assert html.count("data:image/png;base64") >= len(json.loads((out / "figures" / "index.json").read_text()))
 
     # a second run of a notebook reuses the cached model and metrics
-    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root), "--only", "01"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert read_table(out / "tables" / "train_ddpm.csv")[0]["reused"] is True
     assert (out / "STATUS").read_text().startswith("incomplete")  # 05 must run again to make a report
-    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "report", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root), "--only", "05"], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0 and (out / "STATUS").read_text().startswith("complete")
 
     if export.pdf_requirements() or shutil.which("pdftotext") is None:
         pytest.skip("PDF check skipped: xelatex, pandoc or pdftotext missing (make pdf-deps installs them)")
-    proc = subprocess.run([sys.executable, "-m", "ddlib.lab.pipeline", "pdf", "--profile", "smoke", "--reports-dir",
+    proc = subprocess.run([sys.executable, "-m", "ddlib", "pdf", "--profile", "smoke", "--reports-dir",
                            str(out_root)], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     pdf = out / "report.pdf"
@@ -335,7 +337,7 @@ def test_make_lab_serves_the_notebooks_with_the_ddlib_kernel():
         assert Path(os.path.abspath(specs["ddlib"]["spec"]["argv"][0])).is_relative_to(Path(os.path.abspath(REPO / ".venv")))
         names = {c["name"] for c in get("/api/contents")["content"]}
         assert {p.name for p in pipeline.notebook_paths()} <= names
-        nb = get("/api/contents/01_ddpm_cifar10.ipynb")["content"]
+        nb = get("/api/contents/01_ddpm_cifar10.py?type=notebook")["content"]  # jupytext's contents manager
         assert nb["metadata"]["kernelspec"]["name"] == "ddlib"
     finally:
         os.killpg(proc.pid, 15)

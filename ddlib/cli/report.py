@@ -11,8 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="run the numbered notebooks for a profile with papermill and build report.html",
-        description="Run notebooks/NN_*.ipynb in order with the profile's parameters (notebooks/profiles/PROFILE.yaml) "
-        "into REPORTS_DIR/PROFILE/notebooks/, collecting tables/ and figures/, then convert 05_report to report.html. "
+        description="Run notebooks/NN_*.py in order with the profile's parameters (notebooks/profiles/PROFILE.yaml) "
+        "into REPORTS_DIR/PROFILE/notebooks/, collecting tables/ and figures/, then convert 05_summary to report.html. "
         "Expensive steps are cached by config hash; FORCE=1 recomputes. A failing notebook stops the run with its name "
         "and the failing cell's error, and no report.html is written. Example: python -m ddlib report --profile smoke",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser(
         "pdf",
         help="convert a finished report to report.pdf (nbconvert, xelatex)",
-        description="Convert REPORTS_DIR/PROFILE/notebooks/05_report.ipynb to REPORTS_DIR/PROFILE/report.pdf with "
+        description="Convert REPORTS_DIR/PROFILE/notebooks/05_summary.ipynb to REPORTS_DIR/PROFILE/report.pdf with "
         "nbconvert's LaTeX route (needs xelatex and pandoc: `make pdf-deps`). Example: python -m ddlib pdf --profile smoke",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

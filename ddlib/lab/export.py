@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ddlib.errors import DDLibError
 
-REPORT_NOTEBOOK = "05_report"
+REPORT_NOTEBOOK = "05_summary"
 PDF_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils"
 
 

@@ -9,7 +9,7 @@ What ``report`` does, for profile P (``notebooks/profiles/P.yaml``, a flat paper
 
 1. marks ``reports/P/`` incomplete: deletes ``report.html``/``report.pdf`` and the previous run's
    ``notebooks/``, ``tables/`` and ``figures/``, and writes ``STATUS`` = ``incomplete …``;
-2. runs ``notebooks/NN_*.ipynb`` in order with the kernel ``ddlib`` (installed by ``make setup``; the
+2. runs ``notebooks/NN_*.py`` (jupytext percent-format sources) in order with the kernel ``ddlib`` (installed by ``make setup``; the
    run installs it into this interpreter's prefix if it is missing), working directory the repository
    root, each notebook getting the profile's parameters it declares in its ``parameters`` cell, plus
    ``profile``, ``reports_dir`` and ``cache_dir``; executed copies go to ``reports/P/notebooks/``;
@@ -17,7 +17,7 @@ What ``report`` does, for profile P (``notebooks/profiles/P.yaml``, a flat paper
 4. on the first failure prints ``notebook NN_name failed in cell K: <error>`` (K is the ``In [K]``
    label of the failing cell in the executed copy), writes ``STATUS`` = ``FAILED …`` and exits 1 —
    no report.html is written, so nothing looks complete;
-5. converts the executed ``05_report`` notebook to ``report.html`` with its code hidden, and writes
+5. converts the executed ``05_summary`` notebook to ``report.html`` with its code hidden, and writes
    ``STATUS`` = ``complete``.
 
 Expensive steps inside the notebooks are cached by config hash (:mod:`ddlib.lab.cache`), so a second run
@@ -56,8 +56,28 @@ KERNEL_NAME = "ddlib"
 
 
 def notebook_paths(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
-    """``NN_*.ipynb`` in reading order."""
-    return sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    """The notebook sources ``NN_*.py`` (jupytext percent format) in reading order."""
+    return sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.py"))
+
+
+def read_notebook(path: Path):
+    """A notebook source (``.py`` in jupytext's percent format, or ``.ipynb``) as an nbformat notebook."""
+    import jupytext
+
+    try:
+        return jupytext.read(path)
+    except Exception as err:  # a syntax jupytext cannot parse, an unreadable file
+        raise DDLibError(f"cannot read notebook {path}: {err}") from None
+
+
+def write_notebook(path: Path, output: Path) -> None:
+    """Write the source ``path`` as an ``.ipynb`` at ``output`` (papermill's input and output)."""
+    import nbformat
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    nbformat.write(read_notebook(path), str(tmp))
+    os.replace(tmp, output)
 
 
 def load_profile(profile: str, profiles_dir: Path = PROFILES_DIR) -> dict:
@@ -76,10 +96,15 @@ def load_profile(profile: str, profiles_dir: Path = PROFILES_DIR) -> dict:
 
 
 def notebook_parameters(path: Path) -> dict:
-    """The names (and defaults) declared in a notebook's ``parameters`` cell."""
+    """The names (and default values, as source text) declared in a notebook's ``parameters`` cell."""
+    import tempfile
+
     import papermill
 
-    return {k: v.get("default") for k, v in papermill.inspect_notebook(str(path)).items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        ipynb = Path(tmp) / f"{path.stem}.ipynb"
+        write_notebook(path, ipynb)
+        return {k: v.get("default") for k, v in papermill.inspect_notebook(str(ipynb)).items()}
 
 
 def check_profile(params: dict, notebooks: Sequence[Path]) -> None:
@@ -127,10 +152,10 @@ def execute_notebook(path: Path, output: Path, parameters: dict, *, kernel: str 
 
     declared = notebook_parameters(path)
     params = {k: v for k, v in parameters.items() if k in declared}
-    output.parent.mkdir(parents=True, exist_ok=True)
+    write_notebook(path, output)  # papermill reads .ipynb: the source, converted, is executed in place
     t0 = time.perf_counter()
     try:
-        papermill.execute_notebook(str(path), str(output), parameters=params, kernel_name=kernel, cwd=str(cwd),
+        papermill.execute_notebook(str(output), str(output), parameters=params, kernel_name=kernel, cwd=str(cwd),
                                    progress_bar=False, log_output=False, request_save_on_cell_execute=True)
     except PapermillExecutionError as err:
         raise NotebookFailure(path.stem, err.exec_count, _error_line(err.ename, err.evalue), output) from None
@@ -150,7 +175,7 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     """Execute the numbered notebooks for ``profile`` into ``<reports_dir>/<profile>/``; returns that folder.
 
     ``notebooks``: run only these (names or ``NN`` prefixes; the folder is then not cleared and no HTML
-    is built unless ``05_report`` is among them). ``overrides`` replace profile parameters.
+    is built unless ``05_summary`` is among them). ``overrides`` replace profile parameters.
     Raises :class:`NotebookFailure` on the first failing notebook, after marking the report FAILED.
     """
     params = {**load_profile(profile), **(overrides or {})}
@@ -191,7 +216,7 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     t_all = time.perf_counter()
     for nb in selected:
-        output = out_dir / "notebooks" / nb.name
+        output = out_dir / "notebooks" / f"{nb.stem}.ipynb"
         log(f"[{profile_name}] {nb.stem} …")
         try:
             seconds = execute_notebook(nb, output, params, kernel=kernel, log=log)
@@ -210,7 +235,7 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
         log(f"[{profile_name}] wrote {path}")
     total = time.perf_counter() - t_all
     # a partial run (--only) completes the report only when every notebook's outputs are there
-    done = all((out_dir / "notebooks" / nb.name).is_file() and not check_outputs(out_dir, nb.stem) for nb in all_nbs)
+    done = all((out_dir / "notebooks" / f"{nb.stem}.ipynb").is_file() and not check_outputs(out_dir, nb.stem) for nb in all_nbs)
     if full or (done and (out_dir / "report.html").is_file()):
         _write_status(out_dir, f"complete: profile {profile_name}, {len(selected)} of {len(all_nbs)} notebooks run in "
                                f"{total:.0f} s, finished {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -262,20 +287,3 @@ def cmd_pdf(args: argparse.Namespace) -> int:
     path = build_pdf(root / name)
     print(f"wrote {path}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ddlib.lab.pipeline", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_arguments(sub.add_parser("report", help="run the notebooks of a profile and build report.html"))
-    add_arguments(sub.add_parser("pdf", help="convert a finished report to report.pdf"), pdf=True)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_report(args) if args.command == "report" else cmd_pdf(args)
-    except DDLibError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python (ddlib)
+#     language: python
+#     name: ddlib
+# ---
+
+# %% [markdown]
+# # 4. Noise schedules: linear against cosine
+#
+# The schedule decides how fast signal is destroyed, and so which noise levels the model practices on. Nichol &
+# Dhariwal (2021) observed that with the linear schedule the last part of the forward process is nearly pure noise and
+# contributes little, and proposed a cosine schedule. The seed report used its own cosine formula; this notebook
+# compares all three at **equal training steps**, with everything else identical.
+
+# %% tags=["parameters"]
+profile = "quick"          # the profile these values come from (papermill passes the real one)
+reports_dir = "reports"    # outputs go to <reports_dir>/<profile>/ (relative to the repository root)
+cache_dir = None           # checkpoints and cached metrics; None: .cache/ddlib/report
+device = "auto"            # "auto": CUDA if available, else CPU
+torch_threads = None       # None: PyTorch's default
+# the CIFAR-10 model shared by notebooks 01, 02 and 04 (equal values: one cached run)
+dataset = "cifar10:train"
+data_limit = None
+preset = "tiny"
+unet_overrides = {}
+timesteps = 1000
+beta_start = 0.0001
+beta_end = 0.02
+train_steps = 800
+batch_size = 32
+lr = 0.0005
+warmup_steps = 100
+ema_decay = 0.995
+train_seed = 0
+# sampling: clamp x̂_0 to [-1, 1] at every step (Ho et al.'s released sampler does); FID/KID reference and batch
+clip_denoised = True
+fid_reference = "cifar10:test"
+fid_reference_count = None
+sample_batch = 64
+schedules = ['linear', 'cosine', 'seed-cosine']
+schedule_train_steps = None      # None: the same steps as notebook 01 (its linear run is reused)
+schedule_fid_samples = 64
+schedule_ddim_steps = 100
+schedule_grid_samples = 8
+
+# %%
+from ddlib.lab import context, experiments, figures
+
+ctx = context.start(profile, "04_cosine_schedule", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
+                     torch_threads=torch_threads)
+config = experiments.diffusion_config(
+    dataset=dataset, data_limit=data_limit, preset=preset, unet=unet_overrides, schedule="linear",
+    schedule_params=experiments.schedule_params_for("linear", beta_start, beta_end), timesteps=timesteps,
+    steps=train_steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay, seed=train_seed)
+print(f"profile {profile} on {ctx.hardware}; outputs in {ctx.out}")
+configs = experiments.schedule_configs(
+    schedules, beta_start=beta_start, beta_end=beta_end, dataset=dataset, data_limit=data_limit, preset=preset,
+    unet=unet_overrides, timesteps=timesteps, steps=schedule_train_steps or train_steps, batch_size=batch_size, lr=lr,
+    warmup_steps=warmup_steps, ema_decay=ema_decay, seed=train_seed)
+
+# %% [markdown]
+# ## Three schedules
+#
+# * **linear** (Ho et al.): $\beta_t$ from $\beta_1$ to $\beta_T$ evenly; $\bar\alpha_t = \prod_s (1-\beta_s)$.
+# * **cosine** (Nichol & Dhariwal 2021, eq. 17): define $\bar\alpha$ directly,
+#   $$\bar\alpha_t = \frac{f(t)}{f(0)},\qquad f(t) = \cos^2\!\Big(\frac{t/T + s}{1+s}\cdot\frac{\pi}{2}\Big),\qquad s = 0.008,$$
+#   with $\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}$ clipped at 0.999 so the last steps stay invertible. The offset $s$
+#   keeps $\beta$ from being vanishingly small near $t = 0$.
+# * **seed-cosine** (the seed report's formula): $\bar\alpha_t = \cos^2(\tfrac{\pi}{2}\,t/T)$ kept above a small
+#   $\epsilon = 10^{-4}$ — no offset and no clipping.
+#
+# The cosine schedules fall linearly in the middle ($\log\mathrm{SNR}$ is close to linear in $t$) instead of
+# collapsing early, so fewer steps are wasted on near-pure noise.
+
+# %%
+figures.show(figures.plot_schedules({name: cfg.make_schedule() for name, cfg in configs.items()},
+            ctx.figure("schedules_alpha_snr", f"ᾱ_t and log₁₀ SNR(t) of the linear, cosine (Nichol & Dhariwal eq. 17) "
+            f"and seed-cosine schedules, T = {timesteps}.")))
+
+# %% [markdown]
+# ## Training at equal steps
+#
+# Each schedule trains the same network from the same initial weights on the same batches for the same number of
+# steps. Note that the loss values are **not directly comparable** across schedules: the loss at a given $t$ depends on
+# how noisy $x_t$ is, and the schedules visit different noise levels — the cosine schedules spend more steps at
+# moderate noise, where predicting $\varepsilon$ is hardest. Compare the samples and FID/KID instead.
+
+# %%
+runs = {name: ctx.train(cfg) for name, cfg in configs.items()}
+figures.show(figures.plot_loss_curves({name: run.log() for name, run in runs.items()}, ctx.figure("loss_schedules",
+            "Training loss per schedule at equal steps (same data order, same initial weights)."),
+            title="training loss by schedule"))
+
+# %% [markdown]
+# ## Quality at equal training steps
+
+# %%
+rows = experiments.schedule_comparison(ctx, runs, n=schedule_fid_samples, ddim_steps=min(schedule_ddim_steps, timesteps),
+                                       reference=fid_reference, reference_count=fid_reference_count, batch_size=sample_batch,
+                                       clip=clip_denoised)
+ctx.table("schedules", rows, "Linear, cosine and seed-cosine schedules at equal training steps",
+          columns=["schedule", "train_steps", "alpha_bar_last", "log10_snr_mid", "final_loss", "sampler", "fid", "kid",
+                   "kid_std"])
+
+# %%
+grids = [experiments.sample_grid(ctx, run, n=schedule_grid_samples, pool=schedule_fid_samples, sampler="ddim",
+                                 num_steps=min(schedule_ddim_steps, timesteps), batch_size=sample_batch,
+                                 clip=clip_denoised)
+         for run in runs.values()]
+figures.show(figures.save_image_rows(grids, ctx.figure("samples_schedules", "DDIM samples (same initial noise) of the "
+            "models trained with each schedule (rows)."), row_labels=list(runs)))
+
+# %% [markdown]
+# ## Sanity checks
+
+# %%
+import math
+
+assert all(math.isfinite(r["loss"]) for run in runs.values() for r in run.log()), "losses must be finite"
+assert all(math.isfinite(r["fid"]) for r in rows) and len(rows) == len(schedules)
+assert not context.check_outputs(ctx.out, "04_cosine_schedule"), context.check_outputs(ctx.out, "04_cosine_schedule")
+print("04: all checks passed")
