@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from PIL import Image
+
+from ddlib.lab.tables import format_cell, is_number
 
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing
@@ -210,7 +211,7 @@ def plot_lines(rows: Iterable[dict], x: str, y: str, path: str | Path, *, group:
     Lines are labelled ``"<group_label> = <value>"`` (``group_label`` defaults to the column name).
     """
     plt = _plt()
-    rows = [r for r in rows if _is_number(r.get(y)) and _is_number(r.get(x))]
+    rows = [r for r in rows if is_number(r.get(y)) and is_number(r.get(x))]
     groups: dict = {}
     for r in rows:
         groups.setdefault(r.get(group) if group else None, []).append(r)
@@ -219,7 +220,7 @@ def plot_lines(rows: Iterable[dict], x: str, y: str, path: str | Path, *, group:
         rs = sorted(rs, key=lambda r: float(r[x]))
         xs, ys = [float(r[x]) for r in rs], [float(r[y]) for r in rs]
         label = f"{group_label or group} = {format_cell(key)}" if group else None
-        if yerr and all(_is_number(r.get(yerr)) for r in rs):
+        if yerr and all(is_number(r.get(yerr)) for r in rs):
             ax.errorbar(xs, ys, yerr=[float(r[yerr]) for r in rs], marker="o", capsize=3, label=label)
         else:
             ax.plot(xs, ys, marker="o", label=label)
@@ -246,7 +247,7 @@ def plot_bars(rows: Sequence[dict], label: str, values: Sequence[str], path: str
     fig, axes = plt.subplots(1, len(values), figsize=(4.2 * len(values), 3.4), squeeze=False)
     names = [str(r[label]) for r in rows]
     for k, (ax, col) in enumerate(zip(axes[0], values)):
-        vals = [float(r[col]) if _is_number(r.get(col)) else 0.0 for r in rows]
+        vals = [float(r[col]) if is_number(r.get(col)) else 0.0 for r in rows]
         bars = ax.bar(names, vals, color=[f"C{i}" for i in range(len(rows))])
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set(ylabel=(ylabels[k] if ylabels else col))

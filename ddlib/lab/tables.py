@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
     if isinstance(v, bool) or v is None:
         return False
     try:
