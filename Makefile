@@ -13,7 +13,7 @@ FORCE   ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test report pdf pdf-deps lab clean
+.PHONY: setup test report pdf pdf-deps browser-deps lab clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,12 @@ pdf-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(PDF_PACKAGES); \
 	fi
+
+# Headless Chromium for the test that opens report.html with the network off (tests/test_report.py).
+browser-deps:
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian package)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 # JupyterLab refuses to run as root unless told; containers often run as root.
 lab: setup

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -239,6 +240,29 @@ def _errors(nb) -> list[str]:
     return found
 
 
+def _check_in_browser(html: Path, screenshot: Path) -> None:
+    """Headless Chromium, network off: every image loads, every formula is laid out as MathML, no raw ``$…$``.
+    CI installs Chromium (make browser-deps); elsewhere the check is skipped when it is missing."""
+    if shutil.which("chromium") is None and os.environ.get("CI") != "true":
+        return
+    seen = export.browser_check(html, screenshot)
+    assert seen["images"] > 0 and seen["broken"] == 0, seen
+    assert seen["math"] > 0 and seen["typeset"] == seen["math"] and seen["raw"] == 0, seen
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_report_mathematics_is_rendered_at_build_time():
+    html = ('<html><head><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js"></script></head>'
+            '<body><p>Loss $L_\\text{simple}$ costs $5, and $$\\bar\\alpha_t = \\prod_s (1-\\beta_s)$$.</p>'
+            '<pre>$x$ stays code</pre></body></html>')
+    out = export.render_math(html)
+    assert "cdnjs" not in out and out.count("<math") == 2
+    assert 'display="block"' in out and "<msub><mi>L</mi><mtext>simple</mtext></msub>" in out
+    assert "costs $5, and" in out and "<pre>$x$ stays code</pre>" in out
+    with pytest.raises(DDLibError, match="cannot render the formula"):
+        export.render_math("<p>$\\frac{1}{$</p>")
+
+
 @pytest.mark.slow
 def test_smoke_report_end_to_end(tmp_path):
     out_root = tmp_path / "reports"
@@ -249,7 +273,7 @@ def test_smoke_report_end_to_end(tmp_path):
     assert (out / "STATUS").read_text().startswith("complete")
 
     for path in pipeline.notebook_paths():
-        executed = out / "notebooks" / path.name
+        executed = out / "notebooks" / f"{path.stem}.ipynb"
         assert executed.is_file(), f"{path.name} was not executed"
         assert not _errors(nbformat.read(executed, as_version=4)), f"{path.name}: {_errors(nbformat.read(executed, as_version=4))}"
         assert not context.check_outputs(out, path.stem), f"{path.stem} missing {context.check_outputs(out, path.stem)}"
@@ -269,6 +293,8 @@ def test_smoke_report_end_to_end(tmp_path):
     for title in titles.values():
         assert title.replace("&", "&amp;") in html, title
     assert html.count("data:image/png;base64") >= len(json.loads((out / "figures" / "index.json").read_text()))
+    assert "<math" in html and "mathjax" not in html.lower() and "cdnjs" not in html  # reads offline
+    _check_in_browser(out / "report.html", tmp_path / "report.png")
 
     # a second run of a notebook reuses the cached model and metrics
     proc = subprocess.run([sys.executable, "-m", "ddlib", "report", "--profile", "smoke", "--reports-dir",

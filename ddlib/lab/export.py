@@ -1,13 +1,16 @@
 """The finished report as one document: ``report.html`` and ``report.pdf`` from the executed report notebook.
 
 Both hide the code cells; the PDF goes through nbconvert's LaTeX route with xelatex and pandoc from the
-distribution (``make pdf-deps`` installs :data:`PDF_PACKAGES` on Debian/Ubuntu).
+distribution (``make pdf-deps`` installs :data:`PDF_PACKAGES` on Debian/Ubuntu). The HTML needs no network:
+its images are embedded, and its mathematics is rendered to MathML when the page is built
+(:func:`render_math`), which browsers display natively, instead of being left to MathJax from a CDN.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import re
 from pathlib import Path
 
 from ddlib.errors import DDLibError
@@ -50,11 +53,98 @@ def build_html(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     nb = _load_report_notebook(out_dir)
     body, _ = HTMLExporter(config=_exporter_config()).from_notebook_node(nb)
+    body = render_math(body)
     path = out_dir / "report.html"
     tmp = path.with_name(".report.html.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# $$display$$ or $inline$ (not "\\$", not across a blank line); an inline formula does not start or end with a space
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)((?:\\\$|[^$\n])+?)(?<!\s)\$(?!\d)", re.S)
+
+
+def render_math(html: str) -> str:
+    """The page with every ``$…$`` / ``$$…$$`` in its text turned into MathML, and scripts from CDNs removed.
+
+    Code (``pre``, ``code``), scripts and styles are left alone. A formula latex2mathml cannot parse raises
+    :class:`DDLibError` naming it, so no raw LaTeX reaches the reader unnoticed.
+    """
+    from bs4 import BeautifulSoup, NavigableString
+    from latex2mathml.converter import convert
+
+    def to_mathml(m: re.Match) -> str:
+        tex, display = (m.group(1), "block") if m.group(1) is not None else (m.group(2), "inline")
+        try:
+            return convert(tex.strip(), display=display)
+        except Exception as err:
+            raise DDLibError(f"report.html: cannot render the formula ${tex}$ ({type(err).__name__}: {err})") from None
+
+    soup = BeautifulSoup(html, "html.parser")
+    for script in soup.find_all("script"):  # MathJax and require.js from CDNs: nothing on the page needs them
+        src = (script.get("src") or "").lower()
+        if src.startswith(("http:", "https:", "//")) or "mathjax" in (script.get("type") or "").lower() \
+                or "MathJax" in (script.string or ""):
+            script.decompose()
+    for text in list(soup.find_all(string=True)):
+        if not isinstance(text, NavigableString) or "$" not in text:
+            continue
+        if text.find_parent(["pre", "code", "script", "style", "textarea"]) is not None:
+            continue
+        new = _MATH.sub(lambda m: "\0MATH" + to_mathml(m) + "\0", str(text))
+        if new == str(text):
+            continue
+        parts = []
+        for i, piece in enumerate(new.split("\0")):
+            if piece.startswith("MATH"):
+                parts.append(BeautifulSoup(piece[4:], "html.parser"))
+            elif piece:
+                parts.append(NavigableString(piece))
+        for part in reversed(parts):
+            text.insert_after(part)
+        text.extract()
+    return str(soup)
+
+
+_BROWSER_CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).length;
+  const maths = [...document.querySelectorAll("math")];
+  const typeset = maths.filter((m) => typeof MathMLElement !== "undefined" && m instanceof MathMLElement
+                                      && m.getBoundingClientRect().width > 0).length;
+  const raw = (document.body.innerText.match(/\\$[^$\\s][^$\\n]*\\$/g) || []).length;
+  document.title = `CHECK images=${images.length} broken=${broken} math=${maths.length} typeset=${typeset} raw=${raw}`;
+});
+</script>"""
+
+
+def browser_check(html: str | Path, screenshot: str | Path | None = None, *, chromium: str = "chromium") -> dict:
+    """Open ``html`` in headless Chromium with the network off; count images (and broken ones) and formulas
+    (and those laid out as MathML), and any ``$…$`` left as raw text. ``screenshot``: also write a PNG of the page."""
+    import subprocess
+    import tempfile
+
+    exe = shutil.which(chromium)
+    if exe is None:
+        raise DDLibError(f"no {chromium} on PATH: apt-get install -y --no-install-recommends chromium (make browser-deps)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND",
+             "--virtual-time-budget=15000"]
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "page.html"
+        page.write_text(Path(html).read_text(encoding="utf-8").replace("</body>", _BROWSER_CHECK + "</body>"),
+                        encoding="utf-8")
+        run = lambda *extra: subprocess.run([exe, *flags, f"--user-data-dir={tmp}/profile", *extra, page.as_uri()],
+                                            capture_output=True, text=True, timeout=180)
+        dom = run("--dump-dom").stdout
+        if screenshot is not None:
+            run(f"--screenshot={Path(screenshot).resolve()}", "--window-size=1280,2400", "--hide-scrollbars")
+    m = re.search(r"CHECK images=(\d+) broken=(\d+) math=(\d+) typeset=(\d+) raw=(\d+)", dom)
+    if m is None:
+        raise DDLibError(f"the browser check did not run in {chromium} (no result in the page title)")
+    return dict(zip(("images", "broken", "math", "typeset", "raw"), map(int, m.groups())))
 
 
 def pdf_requirements() -> list[str]:
