@@ -399,3 +399,72 @@ def test_git_revision_ignores_the_reports_a_run_rewrites(tmp_path):
     assert git_revision(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_revision(tmp_path) == clean + " + uncommitted changes"
+
+
+# --------------------------------------------------------------------------------------------------
+# Table I, Table VI and the first page
+
+
+SEED = REPO.parent / "shared" / "seed" / "000_cad9da13067567e0.txt"
+
+
+def _seed_table_one() -> list[list[str]]:
+    """The seed report's Table I, parsed from the report's own text (tab-separated rows under its caption)."""
+    lines = SEED.read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("TABLE I:"))
+    rows = []
+    for ln in lines[start + 1:]:
+        if not ln.strip():
+            if rows:
+                break
+            continue
+        rows.append(ln.split("\t"))
+    assert rows[0] == ["Model", "Dataset", "IS", "FID", "Source"]
+    return rows[1:]
+
+
+@pytest.mark.skipif(not SEED.is_file(), reason="the seed report lies in ../shared/seed beside the repository")
+def test_table_one_holds_every_row_of_the_seed_table_with_where_it_was_checked(tmp_path):
+    from ddlib.lab import assemble
+
+    ctx = context.start("t", "05_summary", reports_dir=tmp_path, device="cpu")
+    assemble.literature_table(ctx)
+    rows = read_table(tmp_path / "t" / "tables" / "literature.csv")
+    seed_rows = [r for r in rows if r["profile"] == "seed report"]
+    printed = _seed_table_one()
+    assert len(seed_rows) == len(printed) == 5
+    for row, (model, dataset, is_, fid, source) in zip(seed_rows, printed):
+        assert (row["method"], row["dataset"]) == (model, dataset)
+        assert row["fid"] == float(fid) and (row["is"] is None if is_ == "-" else row["is"] == float(is_))
+        assert source in row["source"] and row["checked"]
+    assert seed_rows[-1]["checked"].startswith("NOT TRACED")  # the LDM/ImageNet 27.0 row
+    md = (tmp_path / "t" / "tables" / "literature.md").read_text()
+    assert "Provenance: [a]" in md and "| prov. |" in md  # provenance as footnote keys, not a wrapping column
+
+
+def test_provenance_is_a_footnote_key_per_distinct_origin():
+    rows = [dict(method=m, fid=f, profile=p, hardware="cpu", wall_s=w, n_samples=n, reference="ref")
+            for m, f, p, w, n in [("A", 3.0, "quick", 1.0, 32), ("B", 4.0, "quick", 2.0, 64), ("C", None, "lit", None, 50000)]]
+    md_rows, keys = context.provenance_keys(rows, ["method", "fid"])
+    assert [r["prov."] for r in md_rows] == ["a", "a", "b"] and [r["n"] for r in md_rows] == [32, 64, 50000]
+    assert keys == {"quick · cpu · ref ref": "a", "lit · cpu · ref ref": "b"}
+    assert [context._letters(i) for i in (0, 25, 26, 27)] == ["a", "z", "aa", "ab"]
+
+
+def test_first_page_says_when_a_report_is_partial_and_what_each_part_was_measured_with(tmp_path):
+    from ddlib.lab import assemble
+
+    out = tmp_path / "p"
+    (out / "notebooks").mkdir(parents=True)
+    (out / "notebooks" / "01_ddpm_cifar10.ipynb").write_text("{}")
+    for name in context.EXPECTED_OUTPUTS["01_ddpm_cifar10"]["tables"]:
+        for ext in ("csv", "md"):
+            (out / "tables").mkdir(exist_ok=True)
+            (out / "tables" / f"{name}.{ext}").write_text("x")
+    for name in context.EXPECTED_OUTPUTS["01_ddpm_cifar10"]["figures"]:
+        (out / "figures").mkdir(exist_ok=True)
+        (out / "figures" / f"{name}.png").write_bytes(b"x")
+    banner = " ".join(assemble.partial_banner(out, {"01_ddpm_cifar10": {"commit": "abc1234", "torch": "2.11.0"}}))
+    assert banner.startswith("> **Partial report.**")
+    assert "02_ddim_cifar10" in banner.split("did not run to the end:")[1].split(".")[0]
+    assert "01_ddpm_cifar10 (git abc1234, torch 2.11.0)" in banner

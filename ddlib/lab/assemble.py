@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ddlib.lab.literature import REFERENCES, literature_rows
+from ddlib.lab.literature import REFERENCES, SEED_TABLE_I, SEED_TABLE_VI, literature_rows
 from ddlib.lab.tables import format_cell, markdown_table, read_table
 
 
@@ -52,7 +52,7 @@ def provenance_markdown(out: Path, profile: str) -> str:
                        if r.get("hardware") and r.get("profile") == profile})
     refs = _read_json(out / "references.json")
     timings = _read_json(out / "timings.json")
-    lines = [
+    lines = partial_banner(out, timings) + [
         f"**Profile:** `{profile}` (parameters: `notebooks/profiles/{profile}.yaml`).  ",
         f"**Generated:** {time.strftime('%Y-%m-%d %H:%M %Z')} by `make report PROFILE={profile}`; ddlib {ddlib.__version__}, "
         f"git {git_revision(REPO_ROOT)}, torch {torch.__version__}, Python {platform.python_version()}.  ",
@@ -75,11 +75,33 @@ def provenance_markdown(out: Path, profile: str) -> str:
                   "numbers with equal sample counts and references, and read KID (unbiased) beside it."]
     if timings:
         lines += ["", "**Notebook wall times in this run:** " + ", ".join(
-            f"{name} {t['wall_s']:.0f} s" for name, t in timings.items()) + ". A run reuses every cached checkpoint, "
+            f"{name} {t['wall_s']:.0f} s ({_made_with(t)})" for name, t in timings.items()) + ". A run reuses every cached checkpoint, "
             "sample set and score whose inputs did not change, so these can be far below the cost of computing "
             "everything; the `train_s`, `sample_s` and `wall_s` columns of the tables give the times the "
             "computations took when they ran."]
     return "\n".join(lines)
+
+
+def _made_with(timing: dict) -> str:
+    commit, torch = timing.get("commit"), timing.get("torch")
+    return f"git {commit}, torch {torch}" if commit and torch else "code version not recorded"
+
+
+def partial_banner(out: Path, timings: dict) -> list[str]:
+    """A warning for the first page when some numbered notebook has no executed copy in ``out``: which ran, which
+    did not, and the code and torch version each one that ran was measured with. Empty for a complete run."""
+    from ddlib.lab.context import check_outputs
+    from ddlib.lab.export import REPORT_NOTEBOOK
+    from ddlib.lab.pipeline import notebook_paths
+
+    expected = [p.stem for p in notebook_paths() if p.stem != REPORT_NOTEBOOK]
+    missing = [name for name in expected
+               if not (out / "notebooks" / f"{name}.ipynb").is_file() or check_outputs(out, name)]
+    if not missing:
+        return []
+    ran = [f"{name} ({_made_with(timings.get(name, {}))})" for name in expected if name not in missing]
+    return [f"> **Partial report.** Notebooks that did not run to the end: {', '.join(missing)}. "
+            f"Notebooks whose numbers this page shows: {', '.join(ran) or 'none'}.", ""]
 
 
 def _measured(method, steps, eta, row, source) -> dict:
@@ -92,64 +114,80 @@ def _measured(method, steps, eta, row, source) -> dict:
 
 
 def literature_table(ctx) -> object:
-    """Table I: quoted literature rows, each followed by this package's measurement of the same setting."""
+    """Table I: the seed report's Table I row for row (with where each number was checked), each followed by this
+    package's measurement of the same setting; then the further published rows this report quotes."""
     out = ctx.out
     ddpm = _table(out, "ddpm")
     ddim = _table(out, "ddim_steps")
     sweep = _table(out, "guidance_sweep")
+
+    def measured_for(steps, eta) -> list[dict]:
+        if eta is None and steps == 1000 and ddpm:
+            return [_measured("DDPM (this package)", ddpm[0].get("steps"), None, ddpm[0], "measured: notebook 01")]
+        match = [r for r in ddim if r.get("steps") == steps and eta is not None and float(r.get("eta") or 0) == float(eta)]
+        return [_measured(f"DDIM (S={steps}, this package)", steps, eta, match[0], "measured: notebook 02")] if match else []
+
     rows = []
+    for seed in SEED_TABLE_I:
+        rows.append({**seed, "source": f"seed report, Tab. I ({seed['seed_source']})", "profile": "seed report",
+                     "hardware": "as printed", "wall_s": None, "n_samples": None, "reference": None})
+        if seed["dataset"] == "CIFAR-10":
+            rows += measured_for(seed["steps"], seed["eta"])
+        elif sweep:
+            best = min((r for r in sweep if isinstance(r.get("fid"), (int, float))), key=lambda r: r["fid"], default=None)
+            if best:
+                rows.append(_measured(f"latent DDIM + CFG, s={best.get('scale')} (this package)", best.get("steps"),
+                                      None, best, "measured: notebook 03"))
+    seed_keys = {(r["steps"], r["eta"]) for r in SEED_TABLE_I if r["dataset"] == "CIFAR-10"}
     for lit in literature_rows():
-        rows.append(lit)
-        if lit["method"].startswith("DDPM") and ddpm:
-            m = ddpm[0]
-            rows.append(_measured("DDPM (this package)", m.get("steps"), None, m, "measured: notebook 01"))
+        if lit["method"].startswith(("DDPM", "DDIM")) and (lit["steps"], lit["eta"]) in seed_keys:
+            continue  # already above, as the seed printed it
+        rows.append({**lit, "checked": "quoted by ddlib (not in the seed's table)"})
         if lit["method"].startswith("DDIM"):
-            match = [r for r in ddim if r.get("steps") == lit["steps"] and float(r.get("eta") or 0) == float(lit["eta"])]
-            if match:
-                rows.append(_measured(f"{lit['method']} (this package)", lit["steps"], lit["eta"], match[0],
-                                      "measured: notebook 02"))
-    if sweep:
-        best = min((r for r in sweep if isinstance(r.get("fid"), (int, float))), key=lambda r: r["fid"], default=None)
-        if best:
-            rows.append(_measured(f"latent DDIM + CFG, best scale s={best.get('scale')} (this package)",
-                                  best.get("steps"), None, best, "measured: notebook 03"))
-    columns = ["method", "dataset", "steps", "eta", "fid", "is", "source"]
-    notes = ["Literature rows are quoted from the papers named in the source column (50,000 samples against the "
-             "original training sets). Measured rows use small models, few samples and the offline JPEG copies; "
-             "their FIDs are not comparable with the quoted ones, only with each other at equal sample counts. "
-             "The seed report's Table I itself is not in this repository: these are the original papers' numbers.",
+            rows += measured_for(lit["steps"], lit["eta"])
+    columns = ["method", "dataset", "steps", "eta", "fid", "is", "source", "checked"]
+    notes = ["The first rows are the seed report's Table I as it printed it; the checked column says where each number "
+             "was looked up. Quoted rows are from the papers named (50,000 samples against the original training "
+             "sets). Measured rows use small models, few samples and the offline JPEG copies; their FIDs are not "
+             "comparable with the quoted ones, only with each other at equal n and reference.",
              "IS: the standard Inception Score needs the network's 1008-way head, which the offline FID weights "
              "lack, so measured IS reads n/a.",
              "Sources: " + " ".join(f"[{k}] {v}" for k, v in REFERENCES.items())]
-    return ctx.table("literature", rows, "Table I. Published results (quoted) beside this package's measurements",
+    return ctx.table("literature", rows, "Table I. The seed report's Table I, checked, beside this package's measurements",
                      columns=columns, notes=notes)
 
 
 def summary_table(ctx) -> object:
     """Table VI analogue: one row per experiment of this report, with its headline metric and provenance."""
     out = ctx.out
-    rows = []
+    rows = [{"experiment": f"seed report: {r['model']}, {r['dataset']}", "setting": f"S={r['sampling_steps']}",
+             "fid": r["fid"], "kid": None, "train_steps": r["train_steps"], "batch_size": r["batch_size"],
+             "profile": "seed report", "hardware": "not stated", "wall_s": None, "n_samples": None,
+             "reference": "not stated"} for r in SEED_TABLE_VI]
+    train = (_table(out, "train_ddpm") or [{}])[0]
+    trained = {"train_steps": train.get("steps"), "batch_size": train.get("batch_size")}
     for r in _table(out, "ddpm")[:1]:
         rows.append({"experiment": "DDPM, CIFAR-10 (01)", "setting": r.get("sampler"), "fid": r.get("fid"),
-                     "kid": r.get("kid"), **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+                     "kid": r.get("kid"), **trained, **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
     ddim = _table(out, "ddim_steps")
     for eta in sorted({r.get("eta") for r in ddim}):
         best = min((r for r in ddim if r.get("eta") == eta), key=lambda r: r.get("fid") or float("inf"))
         rows.append({"experiment": f"DDIM η={eta:g}, best S (02)", "setting": f"S={best.get('steps')}",
-                     "fid": best.get("fid"), "kid": best.get("kid"),
+                     "fid": best.get("fid"), "kid": best.get("kid"), **trained,
                      **{k: best.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
     for r in _table(out, "fid_final"):
         real = r.get("sampler") == "—"
         rows.append({"experiment": "real images: the FID floor (02)" if real else "headline: best DDIM setting (02)",
                      "setting": r.get("model") if real else f"S={r.get('steps')}, η={r.get('eta')}",
-                     "fid": r.get("fid"), "kid": r.get("kid"),
+                     "fid": r.get("fid"), "kid": r.get("kid"), **({} if real else trained),
                      **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
     for r in _table(out, "speed_memory"):
         rows.append({"experiment": f"sampling cost {r.get('sampler')} (02)", "setting": f"batch {r.get('batch_size')}",
                      "fid": None, "kid": None, **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+    latent = (_table(out, "train_latent") or [{}])[0]
     for r in _table(out, "guidance_sweep"):
         rows.append({"experiment": "latent DDIM + CFG (03)", "setting": f"scale s={r.get('scale')}", "fid": r.get("fid"),
-                     "kid": r.get("kid"), **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+                     "kid": r.get("kid"), "train_steps": latent.get("steps"), "batch_size": latent.get("batch_size"), **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
     for r in _table(out, "schedules"):
         rows.append({"experiment": f"{r.get('schedule')} schedule (04)", "setting": f"{r.get('train_steps')} steps, {r.get('sampler')}",
                      "fid": r.get("fid"), "kid": r.get("kid"),
@@ -158,7 +196,10 @@ def summary_table(ctx) -> object:
         rows.append({"experiment": "no experiment results found", "setting": None, "fid": None, "kid": None,
                      "profile": ctx.profile, "hardware": ctx.hardware, "wall_s": None, "n_samples": None, "reference": None})
     return ctx.table("summary", rows, "Table VI (analogue). Measured results of this report, one row per experiment",
-                     notes=["wall_s: sampling + scoring time of that row (for the sampling-cost rows: the median "
+                     notes=["The first rows are the seed report's Table VI as printed: it states neither the number of "
+                            "samples behind its FIDs nor their reference; its DDIM section samples with S = 250 steps. "
+                            "Compare FIDs only at equal n and reference (the n column).",
+                            "wall_s: sampling + scoring time of that row (for the sampling-cost rows: the median "
                             "sampling time of one batch); training time is in each notebook's table."])
 
 

@@ -111,7 +111,8 @@ class Context:
             if missing:
                 raise DDLibError(f"table {name!r}: a row lacks provenance column(s) {', '.join(missing)}; build rows with ctx.row()")
         columns = list(columns) if columns is not None else [c for c in rows[0] if c not in PROVENANCE_COLUMNS]
-        md_rows = [{**{c: r.get(c) for c in columns}, "provenance": provenance_cell(r)} for r in rows]
+        md_rows, keys = provenance_keys(rows, columns)
+        notes = [*notes, "Provenance: " + "; ".join(f"[{k}] {v}" for v, k in keys.items()) + "."]
         _, md = write_table(rows, self.tables_dir / name, title, md_rows=md_rows, notes=notes, digits=digits)
         self._index(self.tables_dir, name, {"title": title})
         return markdown(md.read_text())
@@ -285,15 +286,27 @@ class Context:
 
 
 def provenance_cell(row: dict) -> str:
-    """The provenance columns of a row as one table cell: ``profile · hardware · wall s · n · reference``."""
-    from ddlib.lab.tables import format_cell
+    """Where a row's number comes from, as one footnote: ``profile · hardware · reference``."""
+    return " · ".join([str(row.get("profile")), str(row.get("hardware")),
+                       f"ref {row['reference']}" if row.get("reference") else "no reference"])
 
-    wall = row.get("wall_s")
-    parts = [str(row.get("profile")), str(row.get("hardware")),
-             f"{format_cell(float(wall), 3)} s" if wall is not None else "wall —",
-             f"n = {row['n_samples']}" if row.get("n_samples") is not None else "n —",
-             f"ref {row['reference']}" if row.get("reference") else "no ref"]
-    return " · ".join(parts)
+
+def provenance_keys(rows: Sequence[dict], columns: Sequence[str]) -> tuple[list[dict], dict[str, str]]:
+    """The Markdown rows of a table: ``columns``, then n, wall time and a short key (``a``, ``b``, …) into the
+    provenance footnotes, so that a long provenance text does not widen every row. Returns (rows, {text: key})."""
+    keys: dict[str, str] = {}
+    md_rows = []
+    for r in rows:
+        key = keys.setdefault(provenance_cell(r), _letters(len(keys)))
+        md_rows.append({**{c: r.get(c) for c in columns},
+                        **({} if "n_samples" in columns else {"n": r.get("n_samples")}),
+                        **({} if "wall_s" in columns else {"wall s": r.get("wall_s")}), "prov.": key})
+    return md_rows, keys
+
+
+def _letters(i: int) -> str:
+    """0 → a, 25 → z, 26 → aa, …"""
+    return _letters(i // 26 - 1) + chr(97 + i % 26) if i >= 26 else chr(97 + i)
 
 
 def markdown(text: str):

@@ -212,6 +212,11 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     if force_enabled():  # FORCE=1 recomputes what this run touches once; later notebooks reuse it
         os.environ[FORCE_SINCE_ENV] = repr(time.time())
 
+    from importlib.metadata import version
+
+    from ddlib.lab.assemble import git_revision
+
+    revision, torch_version = git_revision(REPO_ROOT), version("torch")  # what each notebook's numbers were made with
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     t_all = time.perf_counter()
@@ -227,7 +232,8 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
             _write_status(out_dir, f"FAILED: {failure}\nexecuted notebook: {failure.output}")
             log(str(failure))
             raise
-        timings[nb.stem] = {"wall_s": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        timings[nb.stem] = {"wall_s": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "commit": revision, "torch": torch_version}
         timings_path.write_text(json.dumps(timings, indent=1) + "\n")
         log(f"[{profile_name}] {nb.stem} done in {seconds:.0f} s")
     if html and any(nb.stem == REPORT_NOTEBOOK for nb in selected):
