@@ -278,6 +278,15 @@ def test_smoke_report_end_to_end(tmp_path):
         assert not _errors(nbformat.read(executed, as_version=4)), f"{path.name}: {_errors(nbformat.read(executed, as_version=4))}"
         assert not context.check_outputs(out, path.stem), f"{path.stem} missing {context.check_outputs(out, path.stem)}"
 
+    # every figure a notebook writes is displayed in that notebook
+    figure_index = json.loads((out / "figures" / "index.json").read_text())
+    for path in pipeline.notebook_paths():
+        executed = nbformat.read(out / "notebooks" / f"{path.stem}.ipynb", as_version=4)
+        shown = sum("image/png" in o.get("data", {}) for c in executed.cells if c.cell_type == "code"
+                    for o in c.get("outputs", []))
+        written = [n for n, e in figure_index.items() if e["notebook"] == path.stem]
+        assert shown >= len(written), f"{path.stem} writes {len(written)} figures but displays {shown}"
+
     index = json.loads((out / "tables" / "index.json").read_text())
     titles = {name: entry["title"] for name, entry in index.items()}
     for name in titles:

@@ -41,13 +41,19 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def show(path: str | Path, width: int | None = None):
-    """Display a saved PNG in a notebook (returns the IPython object; a plain path outside IPython)."""
+def show(path: str | Path, width: int | None = None) -> None:
+    """Display a saved PNG in the notebook now, wherever the call stands in its cell (a bare expression would
+    display only as a cell's last line); outside IPython, print the path."""
     try:
-        from IPython.display import Image as IPImage
+        from IPython import get_ipython
+        from IPython.display import Image as IPImage, display
     except ImportError:  # pragma: no cover
-        return Path(path)
-    return IPImage(filename=str(path), width=width)
+        print(path)
+        return
+    if get_ipython() is None:
+        print(path)
+        return
+    display(IPImage(filename=str(path), width=width))
 
 
 def _hwc(img: torch.Tensor):
