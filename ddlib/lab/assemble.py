@@ -125,7 +125,8 @@ def literature_table(ctx) -> object:
         if eta is None and steps == 1000 and ddpm:
             return [_measured("DDPM (this package)", ddpm[0].get("steps"), None, ddpm[0], "measured: notebook 01")]
         match = [r for r in ddim if r.get("steps") == steps and eta is not None and float(r.get("eta") or 0) == float(eta)]
-        return [_measured(f"DDIM (S={steps}, this package)", steps, eta, match[0], "measured: notebook 02")] if match else []
+        label = f"DDIM (S={steps}, this package)" if float(eta or 0) == 0 else f"DDIM η={eta:g} (S={steps}, this package)"
+        return [_measured(label, steps, eta, match[0], "measured: notebook 02")] if match else []
 
     rows = []
     for seed in SEED_TABLE_I:
