@@ -327,6 +327,10 @@ def test_smoke_report_end_to_end(tmp_path):
     for title in titles.values():
         assert _normalise(title) in text, f"PDF lacks the heading {title!r}"
     assert "Profile: smoke" in text
+    pages = [_normalise(pg) for pg in subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                                                      text=True, check=True).stdout.split("\f")]
+    start = next(i for i, pg in enumerate(pages) if "Table I. The seed report" in pg)
+    assert "LDM" in pages[start] and "Provenance: [a] seed report" in pages[start], "Table I runs over a page"
 
 
 def test_smoothing_is_centred_so_curves_do_not_lag():
@@ -439,14 +443,15 @@ def test_table_one_holds_every_row_of_the_seed_table_with_where_it_was_checked(t
     ctx = context.start("t", "05_summary", reports_dir=tmp_path, device="cpu")
     assemble.literature_table(ctx)
     rows = read_table(tmp_path / "t" / "tables" / "literature.csv")
-    seed_rows = [r for r in rows if r["profile"] == "seed report"]
+    seed_rows = [r for r in rows if r["profile"] == "seed report, Table I"]
     printed = _seed_table_one()
     assert len(seed_rows) == len(printed) == 5
     for row, (model, dataset, is_, fid, source) in zip(seed_rows, printed):
         assert (row["method"], row["dataset"]) == (model, dataset)
         assert row["fid"] == float(fid) and (row["is"] is None if is_ == "-" else row["is"] == float(is_))
-        assert source in row["source"] and row["checked"]
+        assert row["source"] == source and row["checked"]
     assert seed_rows[-1]["checked"].startswith("NOT TRACED")  # the LDM/ImageNet 27.0 row
+    assert [r["checked"] for r in seed_rows[:4]] == ["agrees: Ho et al. 2020, Tab. 1"] + ["agrees: Song et al. 2021, Tab. 1"] * 3
     md = (tmp_path / "t" / "tables" / "literature.md").read_text()
     assert "Provenance: [a]" in md and "| prov. |" in md  # provenance as footnote keys, not a wrapping column
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ddlib.lab.literature import REFERENCES, SEED_TABLE_I, SEED_TABLE_VI, literature_rows
+from ddlib.lab.literature import LDM_NOT_TRACED, REFERENCES, SEED_TABLE_I, SEED_TABLE_VI, literature_rows
 from ddlib.lab.tables import format_cell, markdown_table, read_table
 
 
@@ -115,7 +115,10 @@ def _measured(method, steps, eta, row, source) -> dict:
 
 def literature_table(ctx) -> object:
     """Table I: the seed report's Table I row for row (with where each number was checked), each followed by this
-    package's measurement of the same setting; then the further published rows this report quotes."""
+    package's measurement of the same setting; then Table I (continued): the further published rows this report
+    quotes, with measurements where they exist. Returns both for display."""
+    from ddlib.lab.context import markdown
+
     out = ctx.out
     ddpm = _table(out, "ddpm")
     ddim = _table(out, "ddim_steps")
@@ -123,39 +126,43 @@ def literature_table(ctx) -> object:
 
     def measured_for(steps, eta) -> list[dict]:
         if eta is None and steps == 1000 and ddpm:
-            return [_measured("DDPM (this package)", ddpm[0].get("steps"), None, ddpm[0], "measured: notebook 01")]
+            return [_measured("DDPM (this package)", ddpm[0].get("steps"), None, ddpm[0], "measured: 01")]
         match = [r for r in ddim if r.get("steps") == steps and eta is not None and float(r.get("eta") or 0) == float(eta)]
         label = f"DDIM (S={steps}, this package)" if float(eta or 0) == 0 else f"DDIM η={eta:g} (S={steps}, this package)"
-        return [_measured(label, steps, eta, match[0], "measured: notebook 02")] if match else []
+        return [_measured(label, steps, eta, match[0], "measured: 02")] if match else []
 
     rows = []
     for seed in SEED_TABLE_I:
-        rows.append({**seed, "source": f"seed report, Tab. I ({seed['seed_source']})", "profile": "seed report",
-                     "hardware": "as printed", "wall_s": None, "n_samples": None, "reference": None})
+        rows.append({**seed, "source": seed["seed_source"], "profile": "seed report, Table I", "hardware": "as printed",
+                     "wall_s": None, "n_samples": None, "reference": None})
         if seed["dataset"] == "CIFAR-10":
             rows += measured_for(seed["steps"], seed["eta"])
         elif sweep:
             best = min((r for r in sweep if isinstance(r.get("fid"), (int, float))), key=lambda r: r["fid"], default=None)
             if best:
                 rows.append(_measured(f"latent DDIM + CFG, s={best.get('scale')} (this package)", best.get("steps"),
-                                      None, best, "measured: notebook 03"))
+                                      None, best, "measured: 03"))
+    columns = ["method", "dataset", "steps", "eta", "fid", "is", "source", "checked"]
+    caveat = ("Measured rows use small models, few samples and the offline JPEG copies; their FIDs are not comparable "
+              "with the published ones, only with each other at equal n and reference. IS: the standard Inception "
+              "Score needs the network's 1008-way head, which the offline FID weights lack, so measured IS reads n/a.")
+    first = ctx.table("literature", rows, "Table I. The seed report's Table I, checked, beside this package's measurements",
+                      columns=columns, notes=["The seed rows are its Table I as printed; checked says where each "
+                                              "number was looked up. " + LDM_NOT_TRACED, caveat])
+
     seed_keys = {(r["steps"], r["eta"]) for r in SEED_TABLE_I if r["dataset"] == "CIFAR-10"}
+    more = []
     for lit in literature_rows():
         if lit["method"].startswith(("DDPM", "DDIM")) and (lit["steps"], lit["eta"]) in seed_keys:
-            continue  # already above, as the seed printed it
-        rows.append({**lit, "checked": "quoted by ddlib (not in the seed's table)"})
+            continue  # in Table I, as the seed printed it
+        more.append(lit)
         if lit["method"].startswith("DDIM"):
-            rows += measured_for(lit["steps"], lit["eta"])
-    columns = ["method", "dataset", "steps", "eta", "fid", "is", "source", "checked"]
-    notes = ["The first rows are the seed report's Table I as it printed it; the checked column says where each number "
-             "was looked up. Quoted rows are from the papers named (50,000 samples against the original training "
-             "sets). Measured rows use small models, few samples and the offline JPEG copies; their FIDs are not "
-             "comparable with the quoted ones, only with each other at equal n and reference.",
-             "IS: the standard Inception Score needs the network's 1008-way head, which the offline FID weights "
-             "lack, so measured IS reads n/a.",
-             "Sources: " + " ".join(f"[{k}] {v}" for k, v in REFERENCES.items())]
-    return ctx.table("literature", rows, "Table I. The seed report's Table I, checked, beside this package's measurements",
-                     columns=columns, notes=notes)
+            more += measured_for(lit["steps"], lit["eta"])
+    second = ctx.table("literature_quoted", more, "Table I (continued). Further published results, beside this "
+                       "package's measurements", columns=columns[:-1],
+                       notes=["Quoted from the papers named in the source column (50,000 samples against the original "
+                              "training sets). " + caveat, "Sources: " + " ".join(f"[{k}] {v}" for k, v in REFERENCES.items())])
+    return markdown(f"{getattr(first, 'data', first)}\n\n{getattr(second, 'data', second)}")
 
 
 def summary_table(ctx) -> object:

@@ -33,7 +33,7 @@ EXPECTED_OUTPUTS: dict[str, dict[str, list[str]]] = {
                                   "samples_per_class"]},
     "04_cosine_schedule": {"tables": ["schedules"], "figures": ["schedules_alpha_snr", "loss_schedules",
                                                                "samples_schedules"]},
-    "05_summary": {"tables": ["literature", "summary"], "figures": []},
+    "05_summary": {"tables": ["literature", "literature_quoted", "summary"], "figures": []},
 }
 
 
