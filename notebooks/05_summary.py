@@ -83,7 +83,13 @@ display(assemble.show_table(ctx.out, "vae"), assemble.show_table(ctx.out, "train
 assemble.show_table(ctx.out, "schedules")
 
 # %% [markdown]
-# ## 8. Figures
+# ## 8. Errata: the seed report's equations and claims
+
+# %%
+assemble.errata()
+
+# %% [markdown]
+# ## 9. Figures
 
 # %%
 shown = assemble.show_figures(ctx.out)

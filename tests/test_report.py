@@ -254,9 +254,9 @@ def _check_in_browser(html: Path, screenshot: Path) -> None:
 def test_report_mathematics_is_rendered_at_build_time():
     html = ('<html><head><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js"></script></head>'
             '<body><p>Loss $L_\\text{simple}$ costs $5, and $$\\bar\\alpha_t = \\prod_s (1-\\beta_s)$$.</p>'
-            '<pre>$x$ stays code</pre></body></html>')
+            '<pre>$x$ stays code</pre><p>a formula over a line $\\sigma_t^2 =\n\\beta_t$ break</p></body></html>')
     out = export.render_math(html)
-    assert "cdnjs" not in out and out.count("<math") == 2
+    assert "cdnjs" not in out and out.count("<math") == 3
     assert 'display="block"' in out and "<msub><mi>L</mi><mtext>simple</mtext></msub>" in out
     assert "costs $5, and" in out and "<pre>$x$ stays code</pre>" in out
     with pytest.raises(DDLibError, match="cannot render the formula"):

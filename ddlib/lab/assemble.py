@@ -211,6 +211,15 @@ def summary_table(ctx) -> object:
                             "sampling time of one batch); training time is in each notebook's table."])
 
 
+def errata():
+    """``docs/errata.md`` (where the seed report's equations and claims are wrong, and the correct forms) for display,
+    without its title (the report gives the section its own heading)."""
+    from ddlib.lab.context import REPO_ROOT, markdown
+
+    text = (REPO_ROOT / "docs" / "errata.md").read_text()
+    return markdown(text.split("\n", 1)[1].strip() if text.startswith("# ") else text)
+
+
 def show_table(out: Path, name: str, missing: str = "not run in this profile"):
     """The Markdown of ``tables/<name>.md`` for display, or a note when the table is absent."""
     from ddlib.lab.context import markdown
@@ -245,5 +254,5 @@ def claims_text(out: Path) -> str:
     return path.read_text().strip() if path.is_file() else "*Speed/memory comparison not run in this profile.*"
 
 
-__all__ = ["claims_text", "figures", "format_cell", "git_revision", "literature_table", "provenance_markdown",
+__all__ = ["claims_text", "errata", "figures", "format_cell", "git_revision", "literature_table", "provenance_markdown",
            "show_figures", "show_table", "summary_table"]

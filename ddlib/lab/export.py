@@ -62,7 +62,7 @@ def build_html(out_dir: str | Path) -> Path:
 
 
 # $$display$$ or $inline$ (not "\\$", not across a blank line); an inline formula does not start or end with a space
-_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)((?:\\\$|[^$\n])+?)(?<!\s)\$(?!\d)", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)((?:\\\$|[^$\n]|\n(?!\s*\n))+?)(?<!\s)\$(?!\d)", re.S)
 
 
 def render_math(html: str) -> str:
