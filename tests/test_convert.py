@@ -39,12 +39,15 @@ SMALL = dict(DDPM_CIFAR10, sample_size=16, layers_per_block=1, block_out_channel
 
 
 def random_diffusers(config: dict, seed: int = 0):
-    """A UNet2DModel with every parameter (GroupNorm's too) drawn at random, so that no term is trivially 1 or 0."""
+    """A UNet2DModel at diffusers' random initialisation, with the GroupNorm scales and shifts (initialised to
+    1 and 0) drawn at random too, so that no term is trivially the identity."""
     torch.manual_seed(seed)
     model = diffusers.UNet2DModel(**config).eval()
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+        for m in model.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.add_(0.1 * torch.randn_like(m.weight))
+                m.bias.add_(0.1 * torch.randn_like(m.bias))
     return model
 
 
