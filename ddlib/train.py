@@ -38,7 +38,7 @@ from ddlib.errors import DDLibError
 from ddlib.accel.graphs import StepGraph, graphs_enabled
 from ddlib.guidance import drop_labels
 from ddlib.schedules import NoiseSchedule, make_schedule
-from ddlib.unet import UNet, UNetConfig, preset_config
+from ddlib.unet import UNet, UNetConfig, changed_numerics, preset_config
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -86,8 +86,15 @@ class TrainConfig:
         return asdict(self)
 
     def identity(self) -> dict:
-        """The fields a checkpoint must match to be resumed or loaded under this config."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+        """The fields a checkpoint must match to be resumed or loaded under this config.
+
+        Plus ``unet_numerics`` when the preset sets arithmetic fields away from their defaults
+        (:func:`ddlib.unet.changed_numerics`): a preset whose function changed gets a new identity (and run
+        cache key), one whose function did not keeps its old one.
+        """
+        ident = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+        numerics = changed_numerics(self.preset, self.unet)
+        return {**ident, "unet_numerics": numerics} if numerics else ident
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

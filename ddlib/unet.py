@@ -10,6 +10,12 @@ middle. Class conditioning adds a learned class embedding to the timestep embedd
 
 Levels are numbered from 0 at full resolution: with ``image_size=32`` and four levels they are
 32, 16, 8, 4 pixels, so "attention at 16×16" is ``attention_levels=(1,)``.
+
+Two fields change the arithmetic, not the shapes: ``downsample_padding`` ("symmetric": one pixel on
+every side of the stride-2 convolution, or "tf_same": TensorFlow's "SAME" at stride 2, none before and one
+after, as in Ho et al.'s code) and ``norm_eps`` (the ε in every GroupNorm's √(σ² + ε); torch's default
+1e-5, Ho et al.'s code 1e-6). Their defaults are what ddlib computed before they existed;
+``ho-cifar10`` sets both to the original's (the function of diffusers' ``google/ddpm-cifar10-32``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from torch import nn
 from ddlib.errors import DDLibError
 
 
+DOWNSAMPLE_PADDINGS = ("symmetric", "tf_same")
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     image_size: int = 32
@@ -36,6 +45,8 @@ class UNetConfig:
     num_heads: int = 1
     norm_groups: int = 32
     num_classes: int | None = None  # None: unconditional; k: labels 0..k-1 plus the null class k
+    downsample_padding: str = "symmetric"  # "symmetric" | "tf_same" (0 before, 1 after, as TF's "SAME")
+    norm_eps: float = 1e-5  # ε of every GroupNorm
 
     def __post_init__(self):
         # accept lists (from JSON or papermill) but store tuples so the config stays hashable
@@ -50,6 +61,10 @@ class UNetConfig:
         widths = {self.base_channels * m for m in self.channel_mult}
         if any(w % self.norm_groups for w in widths) or any(w % self.num_heads for w in widths):
             raise DDLibError(f"every width {sorted(widths)} must be divisible by norm_groups={self.norm_groups} and num_heads={self.num_heads}")
+        if self.downsample_padding not in DOWNSAMPLE_PADDINGS:
+            raise DDLibError(f"unknown downsample_padding {self.downsample_padding!r}; choose one of {', '.join(DOWNSAMPLE_PADDINGS)}")
+        if not self.norm_eps > 0:
+            raise DDLibError(f"norm_eps must be > 0, got {self.norm_eps}")
         if self.num_classes is not None and self.num_classes < 1:
             raise DDLibError(f"num_classes must be None (unconditional) or >= 1, got {self.num_classes}")
 
@@ -58,8 +73,9 @@ class UNetConfig:
 
 
 PRESETS: dict[str, UNetConfig] = {
-    # Ho et al. 2020, CIFAR-10: 35.7M parameters (same network as diffusers' google/ddpm-cifar10-32)
-    "ho-cifar10": UNetConfig(),
+    # Ho et al. 2020, CIFAR-10: 35.7M parameters; with TF "SAME" downsampling and GroupNorm ε = 1e-6 it computes
+    # what diffusers' google/ddpm-cifar10-32 computes (tests/test_convert.py compares them)
+    "ho-cifar10": UNetConfig(downsample_padding="tf_same", norm_eps=1e-6),
     # the seed report's Table III: ch 64, mult 1,2,4,4, 3 res blocks, attention at levels 2 and 3
     "seed-cifar10": UNetConfig(base_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=3, attention_levels=(2, 3)),
     # the seed report's latent model (Tables IV/V): 4-channel 32×32 latents of 128×128 images
@@ -83,6 +99,22 @@ def preset_config(name: str, **overrides) -> UNetConfig:
     return replace(PRESETS[name], **overrides)
 
 
+NUMERICS = ("downsample_padding", "norm_eps")  # fields that change the arithmetic, not the shapes
+
+
+def changed_numerics(preset: str, overrides: dict) -> dict:
+    """The arithmetic fields (``downsample_padding``, ``norm_eps``) that ``preset`` with ``overrides`` sets away
+    from their defaults; {} when it computes what ddlib computed before those fields existed.
+
+    Run caches and checkpoints add this to the hash of a training config, so runs of ``ho-cifar10`` made
+    before it matched the original network are not reused, while every other preset's hash is unchanged.
+    """
+    base = PRESETS.get(preset, UNetConfig())
+    defaults = UNetConfig()
+    return {f: overrides.get(f, getattr(base, f)) for f in NUMERICS
+            if overrides.get(f, getattr(base, f)) != getattr(defaults, f)}
+
+
 def unet_from_preset(name: str, **overrides) -> "UNet":
     """Build the UNet of a named preset (see :data:`PRESETS`), with config fields overridden."""
     return UNet(preset_config(name, **overrides))
@@ -91,7 +123,8 @@ def unet_from_preset(name: str, **overrides) -> "UNet":
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (B,) timesteps → (B, dim): [sin(t·ω_k), cos(t·ω_k)], ω_k = max_period^(−k/(dim/2 − 1)).
 
-    As in Ho et al.'s code (after Vaswani et al. 2017).
+    As in Ho et al.'s code (after Vaswani et al. 2017). Computed in float32 whatever the model's dtype (the
+    UNet casts it), as Ho et al.'s code and diffusers do, so a float64 model computes the same function.
     """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1))
@@ -100,12 +133,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, temb_dim: int, dropout: float, groups: int):
+    def __init__(self, c_in: int, c_out: int, temb_dim: int, dropout: float, groups: int, eps: float = 1e-5):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.norm1 = nn.GroupNorm(groups, c_in, eps=eps)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.temb_proj = nn.Linear(temb_dim, c_out)
-        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
@@ -120,10 +153,10 @@ class ResBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Multi-head self-attention over the H·W positions, through ``scaled_dot_product_attention``."""
 
-    def __init__(self, channels: int, num_heads: int, groups: int):
+    def __init__(self, channels: int, num_heads: int, groups: int, eps: float = 1e-5):
         super().__init__()
         self.num_heads = num_heads
-        self.norm = nn.GroupNorm(groups, channels)
+        self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -137,12 +170,16 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    """A stride-2 3×3 convolution; ``padding`` "symmetric" pads one pixel on every side, "tf_same" none on the
+    top/left and one on the bottom/right (TensorFlow's "SAME" for an even size at stride 2)."""
+
+    def __init__(self, channels: int, padding: str = "symmetric"):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.pad = (0, 1, 0, 1) if padding == "tf_same" else None  # F.pad order: left, right, top, bottom
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0 if self.pad else 1)
 
     def forward(self, x):
-        return self.conv(x)
+        return self.conv(F.pad(x, self.pad) if self.pad else x)
 
 
 class Upsample(nn.Module):
@@ -164,7 +201,7 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = cfg = config
-        ch, g = cfg.base_channels, cfg.norm_groups
+        ch, g, eps = cfg.base_channels, cfg.norm_groups, cfg.norm_eps
         temb_dim = 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, temb_dim) if cfg.num_classes is not None else None
@@ -174,30 +211,31 @@ class UNet(nn.Module):
         skips, c = [ch], ch
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
-                blocks = [ResBlock(c, ch * mult, temb_dim, cfg.dropout, g)]
+                blocks = [ResBlock(c, ch * mult, temb_dim, cfg.dropout, g, eps)]
                 c = ch * mult
                 if level in cfg.attention_levels:
-                    blocks.append(AttnBlock(c, cfg.num_heads, g))
+                    blocks.append(AttnBlock(c, cfg.num_heads, g, eps))
                 self.down.append(nn.ModuleList(blocks))
                 skips.append(c)
             if level < len(cfg.channel_mult) - 1:
-                self.down.append(nn.ModuleList([Downsample(c)]))
+                self.down.append(nn.ModuleList([Downsample(c, cfg.downsample_padding)]))
                 skips.append(c)
 
-        self.mid = nn.ModuleList([ResBlock(c, c, temb_dim, cfg.dropout, g), AttnBlock(c, cfg.num_heads, g), ResBlock(c, c, temb_dim, cfg.dropout, g)])
+        self.mid = nn.ModuleList([ResBlock(c, c, temb_dim, cfg.dropout, g, eps), AttnBlock(c, cfg.num_heads, g, eps),
+                                  ResBlock(c, c, temb_dim, cfg.dropout, g, eps)])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for _ in range(cfg.num_res_blocks + 1):
-                blocks = [ResBlock(c + skips.pop(), ch * mult, temb_dim, cfg.dropout, g)]
+                blocks = [ResBlock(c + skips.pop(), ch * mult, temb_dim, cfg.dropout, g, eps)]
                 c = ch * mult
                 if level in cfg.attention_levels:
-                    blocks.append(AttnBlock(c, cfg.num_heads, g))
+                    blocks.append(AttnBlock(c, cfg.num_heads, g, eps))
                 self.up.append(nn.ModuleList(blocks))
             if level > 0:
                 self.up.append(nn.ModuleList([Upsample(c)]))
 
-        self.norm_out = nn.GroupNorm(g, c)
+        self.norm_out = nn.GroupNorm(g, c, eps=eps)
         self.conv_out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
 
     @staticmethod
@@ -212,7 +250,8 @@ class UNet(nn.Module):
             raise DDLibError(
                 f"UNet expects input (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}"
             )
-        temb = self.time_mlp(timestep_embedding(t, cfg.base_channels))  # (B, 4ch)
+        emb = timestep_embedding(t, cfg.base_channels).to(self.conv_in.weight.dtype)  # (B, ch) in the model's dtype
+        temb = self.time_mlp(emb)  # (B, 4ch)
         if self.class_emb is not None:
             if y is None:
                 y = torch.full((x.shape[0],), cfg.num_classes, device=x.device, dtype=torch.long)

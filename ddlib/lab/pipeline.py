@@ -107,6 +107,16 @@ def notebook_parameters(path: Path) -> dict:
         return {k: v.get("default") for k, v in papermill.inspect_notebook(str(ipynb)).items()}
 
 
+def profile_notebooks_dir(params: dict, default: Path = NOTEBOOKS_DIR) -> Path:
+    """Where a profile's notebooks are: its ``notebooks_dir`` key (relative to the repository root), else ``default``.
+
+    A profile with its own folder (``pretrained``: notebooks/pretrained/) runs only the notebooks there, and the
+    other profiles, which read notebooks/, never run those.
+    """
+    folder = params.get("notebooks_dir")
+    return default if folder is None else (Path(folder) if Path(folder).is_absolute() else REPO_ROOT / folder)
+
+
 def check_profile(params: dict, notebooks: Sequence[Path]) -> None:
     """Every profile key must be a parameter of some notebook (a typo would otherwise be silently ignored)."""
     declared: set[str] = set()
@@ -179,6 +189,9 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     Raises :class:`NotebookFailure` on the first failing notebook, after marking the report FAILED.
     """
     params = {**load_profile(profile), **(overrides or {})}
+    if "notebooks_dir" in params:
+        notebooks_dir = profile_notebooks_dir(params)
+        params.pop("notebooks_dir")
     profile_name = params["profile"]
     root = Path(reports_dir) if reports_dir is not None else REPO_ROOT / "reports"
     out_dir = (root if root.is_absolute() else REPO_ROOT / root).resolve() / profile_name
