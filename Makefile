@@ -13,14 +13,14 @@ FORCE   ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test report pdf pdf-deps lab clean
+.PHONY: setup test report pdf pdf-deps lab exercises grade clean
 
 setup: $(STAMP)
 
 # Reinstall when the dependency list changes. torch/torchvision are pinned in pyproject.toml.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,course]"
 	$(PY) -m ipykernel install --sys-prefix --name ddlib --display-name "Python (ddlib)" >/dev/null
 	# JupyterLab opens the notebook sources (jupytext .py files) as notebooks on a double click
 	mkdir -p $(VENV)/share/jupyter/lab/settings
@@ -52,6 +52,17 @@ pdf-deps:
 # JupyterLab refuses to run as root unless told; containers often run as root.
 lab: setup
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
+# The course editions of the notebooks (docs/grading.md): build/exercises/{student,instructor}/*.ipynb
+EXERCISES_DIR ?= build/exercises
+exercises: setup
+	$(PY) -m ddlib exercises --out $(EXERCISES_DIR)
+
+# Autograde SUBMISSIONS (one folder per student) offline into GRADES_DIR/grades.csv and GRADES_DIR/feedback/
+GRADES_DIR ?= build/grades
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder of submitted notebooks>"; exit 2; }
+	$(PY) -m ddlib grade "$(SUBMISSIONS)" --out $(GRADES_DIR)
 
 clean:
 	rm -rf $(VENV) .cache reports/smoke .pytest_cache
