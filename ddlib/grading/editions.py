@@ -19,6 +19,7 @@ from pathlib import Path
 from ddlib.errors import DDLibError
 from ddlib.grading.spec import load_assignment, notebook_sources, read_notebook
 
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 KERNELSPEC = {"display_name": "Python (ddlib)", "language": "python", "name": "ddlib"}
 
 
@@ -68,7 +69,8 @@ def rubric_markdown(source_dir: str | Path | None = None) -> str:
              "| notebook | exercise | points |", "| --- | --- | --- |"]
     lines += [f"| {e.notebook} | `{e.id}` | {e.points:g} |" for e in a.exercises]
     for q in a.questions:
-        lines += ["", f"## `{q.id}` ({q.notebook}, {q.points:g} points, graded by hand)", "", q.prompt, "", q.rubric]
+        rubric = "\n".join(line for line in q.rubric.splitlines() if line.strip() not in (BEGIN, END))
+        lines += ["", f"## `{q.id}` ({q.notebook}, {q.points:g} points, graded by hand)", "", q.prompt, "", rubric]
     return "\n".join(lines) + "\n"
 
 
