@@ -85,7 +85,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-def _describe(err: BaseException, code_filename: str) -> str:
+def _describe(err: BaseException) -> str:
     """``Type: message`` and, when the error arose in the student's code, the line there."""
     where = ""
     for frame in reversed(traceback.extract_tb(err.__traceback__)):
@@ -108,7 +108,7 @@ def run_exercise(job: dict) -> dict:
     try:
         exec(compile(job["setup"], "<setup>", "exec"), ns)
     except BaseException as err:  # the instructor's setup: a broken source, not the student's fault
-        return {"passed": False, "failures": [f"the exercise's setup failed: {_describe(err, '<setup>')}"], "fault": "setup"}
+        return {"passed": False, "failures": [f"the exercise's setup failed: {_describe(err)}"], "fault": "setup"}
     source = job["solution"]
     linecache.cache[SOLUTION_FILE] = (len(source), None, source.splitlines(True), SOLUTION_FILE)  # lines in messages
     try:
@@ -116,7 +116,7 @@ def run_exercise(job: dict) -> dict:
     except SyntaxError as err:
         return {"passed": False, "failures": [_clip(f"your cell is not valid Python: {err.msg} (line {err.lineno})")]}
     except BaseException as err:
-        return {"passed": False, "failures": [f"your cell raised {_describe(err, SOLUTION_FILE)}"]}
+        return {"passed": False, "failures": [f"your cell raised {_describe(err)}"]}
     missing = [n for n in job["names"] if not callable(ns.get(n))]
     if missing:
         return {"passed": False, "failures": [f"your cell does not define {', '.join(missing)}"]}
@@ -133,7 +133,7 @@ def run_exercise(job: dict) -> dict:
             if msg not in failures:
                 failures.append(msg)
         except BaseException as err:
-            failures.append(f"{_describe(err, SOLUTION_FILE)} — while testing `{_statement_text(code, node)}`")
+            failures.append(f"{_describe(err)} — while testing `{_statement_text(code, node)}`")
             break
     return {"passed": not failures, "failures": failures}
 
