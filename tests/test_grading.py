@@ -188,6 +188,8 @@ SPECIAL = {  # student -> {exercise: replacement cell}, and the words its feedba
     "prints_megabytes": ({"cfg_eps": "def cfg_eps(eps_cond, eps_uncond, w):\n    for _ in range(10**7):\n"
                                      "        print('ε' * 1000)\n    return (1 + w) * eps_cond - w * eps_uncond\n"},
                          "output cap"),
+    "allocates_too_much": ({"q_posterior": "def q_posterior(x0, x_t, t, betas):\n    return [0.0] * 10**11\n"},
+                           "MemoryError"),
     "calls_ddlib": ({
         "q_sample": "from ddlib.schedules import NoiseSchedule\n\ndef q_sample(x0, eps, alpha_bar_t):\n"
                     "    out = [NoiseSchedule(torch.tensor([1 - float(a)])).add_noise(x0[i:i + 1], eps[i:i + 1], torch.tensor([0]))\n"
@@ -239,7 +241,7 @@ def graded(editions, tmp_path_factory):
     (subs / "unreadable").mkdir()
     (subs / "unreadable" / "01_ddpm_cifar10.ipynb").write_text("this is not a notebook")
     before = _digest(subs)
-    limits = Limits(time_limit=3.0, output_limit=100_000)
+    limits = Limits(time_limit=3.0, output_limit=100_000, memory_limit=2 * 1024**3)
     out1, out2 = tmp_path_factory.mktemp("grades1"), tmp_path_factory.mktemp("grades2")
     grade_submissions(subs, out1, limits=limits)
     grade_submissions(subs, out2, limits=limits)

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None, help="folder of notebook sources NN_*.py (default: the repository's notebooks/)")
     p.add_argument("--time-limit", type=float, default=10.0, help="seconds per exercise")
     p.add_argument("--output-limit", type=int, default=1_000_000, help="bytes an exercise's code may print")
+    p.add_argument("--memory-limit", type=float, default=4.0,
+                   help="GiB of memory an exercise's code may add (Linux; 0: no limit)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from ddlib.grading.grade import Limits, grade_submissions
 
     grades = grade_submissions(args.submissions, args.out, args.source,
-                               Limits(time_limit=args.time_limit, output_limit=args.output_limit))
+                               Limits(time_limit=args.time_limit, output_limit=args.output_limit,
+                                      memory_limit=int(args.memory_limit * 1024**3)))
     total: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for g in grades:
         total[g.student][0] += g.points

@@ -31,13 +31,14 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Limits:
-    """Per exercise: wall-clock seconds, and bytes the student's code may print."""
+    """Per exercise: wall-clock seconds, bytes the student's code may print, bytes of memory it may add (Linux)."""
 
     time_limit: float = 10.0
     output_limit: int = 1_000_000
+    memory_limit: int = 4 * 1024**3
 
     def __post_init__(self):
-        if not self.time_limit > 0 or self.output_limit < 1:
+        if not self.time_limit > 0 or self.output_limit < 1 or self.memory_limit < 0:
             raise DDLibError(f"time limit and output cap must be positive, got {self.time_limit} s and {self.output_limit} bytes")
 
 
@@ -144,7 +145,8 @@ def grade_exercise(sandbox: Sandbox, exercise: Exercise, solution: str | None, l
         return 0.0, (f"not found in the submitted notebooks (no cell with nbgrader grade_id {exercise.id!r})",)
     result = sandbox.run({"setup": exercise.setup, "solution": solution, "tests": exercise.tests,
                           "names": list(exercise.names), "time_limit": limits.time_limit,
-                          "output_limit": limits.output_limit})
+                          "output_limit": limits.output_limit,
+                          "memory_limit": limits.memory_limit})
     if result.get("fault") == "setup":
         raise DDLibError(f"exercise {exercise.id}: {result['failures'][0]} — fix the notebook source")
     return (exercise.points if result["passed"] else 0.0), tuple(result["failures"])

@@ -6,6 +6,7 @@ it starts in milliseconds instead of the seconds a fresh interpreter needs to im
 reaches the next job. In the child:
 
 - stdin is ``/dev/null``; stdout and stderr go to a file capped by ``RLIMIT_FSIZE`` (a write past the cap fails);
+  on Linux its address space may grow by a fixed amount beyond what the server had mapped (``RLIMIT_AS``);
 - the working directory is an empty temporary folder; torch uses one thread; ``torch``, ``numpy`` and ``random``
   are seeded with 0, so a run is repeatable;
 - ddlib's own implementations of the exercises (:data:`FORBIDDEN`) raise ``PermissionError`` and ``diffusers``
@@ -138,6 +139,18 @@ def run_exercise(job: dict) -> dict:
     return {"passed": not failures, "failures": failures}
 
 
+def _limit_memory(extra: int) -> None:
+    """Address space: what the process has mapped now (torch included) plus ``extra`` bytes (Linux; 0: no limit).
+
+    Without it one ``[0] * 10**10`` in a submission would push the whole machine into swap; with it, a MemoryError.
+    """
+    if extra <= 0 or not os.path.exists("/proc/self/statm"):
+        return
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, resource.RLIM_INFINITY))
+
+
 def _child(job: dict, workdir: str, out_path: str, result_path: str) -> None:
     """The forked child: confine, run, write the result; never returns."""
     status = 1
@@ -157,6 +170,7 @@ def _child(job: dict, workdir: str, out_path: str, result_path: str) -> None:
         np.random.seed(0)
         random.seed(0)
         forbid()
+        _limit_memory(int(job.get("memory_limit", 0)))
         # The cap applies to every file this process writes: the result is written after lifting it (soft limit only).
         limit = int(job["output_limit"])
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
