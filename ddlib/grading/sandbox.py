@@ -67,8 +67,10 @@ def forbid(table: dict[str, tuple[str, ...]] = FORBIDDEN) -> None:
             owner, name = module, attr
             if "." in attr:
                 cls_name, name = attr.split(".", 1)
-                owner = getattr(module, cls_name)
-            raw = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+                owner = getattr(module, cls_name, None)
+            raw = vars(owner).get(name) if owner is not None else None
+            if raw is None:  # renamed in ddlib: tests/test_grading.py checks that every entry exists
+                continue
             func = getattr(raw, "__func__", raw)  # classmethod / staticmethod
             code = _forbidden.__code__.replace(co_name=name, co_qualname=f"{module_name}.{attr}")
             try:
