@@ -13,7 +13,7 @@ FORCE   ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test report pdf pdf-deps lab exercises grade clean
+.PHONY: setup test report pdf pdf-deps lab clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 # The course editions of the notebooks (docs/grading.md): build/exercises/{student,instructor}/*.ipynb
+.PHONY: exercises grade
 EXERCISES_DIR ?= build/exercises
 exercises: setup
 	$(PY) -m ddlib exercises --out $(EXERCISES_DIR)
