@@ -156,27 +156,35 @@ assert abs(frechet_from_features(_a, _b) - frechet_from_features(_b, _a)) < 1e-6
 # %% [markdown] tags=["remove_cell"]
 # ### Question 5.2 — correct the seed report (4 points, graded by hand)
 #
-# The seed report (`../shared/seed/`, sections V and VI) writes several equations wrongly. Find **four** errors in
-# its DDPM loss, its DDIM variance, its description of the cosine schedule and its "adjusted formula for numerical
-# stability"; for each, quote what it writes, give the correct statement (with the paper and equation), and say what
-# would go wrong in code that followed the report.
+# The student report this project reproduces (the "seed report") writes, among others, these six statements.
+# **Four are wrong.** For each wrong one, say what is wrong, give the correct statement (paper and equation), and say
+# what would go wrong in code that followed the report. (Exercises 1.1, 1.4, 2.1 and 4.2 help.)
+#
+# 1. The forward step: $q(x_t \mid x_{t-1}) = \mathcal{N}(x_t; \sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)$.
+# 2. The training loss: $\mathcal{L}_\text{simple}(\theta) = \mathbb{E}_{t, x_0, \epsilon}\big[\lVert \epsilon - \epsilon_\theta(\sqrt{\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon, t)\rVert^2\big]$.
+# 3. The DDIM variance: $\Sigma_t = \eta \cdot \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\cdot(1-\alpha_t)$, with $\eta = 0$ deterministic.
+# 4. FID $= \lVert\mu_r - \mu_g\rVert_2^2 + \operatorname{Tr}\big(\Sigma_r + \Sigma_g - 2(\Sigma_r\Sigma_g)^{1/2}\big)$.
+# 5. "The cosine scheduler assigns more noise to earlier timesteps, encouraging the model to focus on learning how to
+#    handle noisier, more degraded inputs."
+# 6. "To avoid numerical instability a small constant ε was added. This modifies the definition of $\bar\alpha_t$ to
+#    $\bar{\alpha}_t = \cos^2(\frac{\pi}{2}\cdot\frac{t}{T}) \,/\, \big(\cos^2(\frac{\pi}{2}\cdot\frac{t-1}{T}) + \epsilon\big)$."
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q5_seed_errata", "locked": false, "points": 4, "schema_version": 3, "solution": true, "task": false} tags=["remove_cell"]
 # ### BEGIN SOLUTION
-# **Rubric (4 points: 1 per error, half for finding it without the correction or its consequence).**
+# **Rubric (4 points: 1 per error, half for finding it without the correction or its consequence; minus half a
+# point, at most once, for calling statement 1 or 4 wrong — both are right: DDPM eq. 2 and Heusel et al.'s FID).**
 #
-# 1. *L_simple* writes $\epsilon_\theta(\sqrt{\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)$: the signal coefficient is
+# 1. *L_simple* (statement 2) writes $\epsilon_\theta(\sqrt{\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon, t)$: the signal coefficient is
 #    $\sqrt{\bar\alpha_t}$ (DDPM eq. 14, from eq. 4). With $\sqrt{\alpha_t}\approx 1$ the network would train on inputs whose
 #    variance exceeds 1 and which never match the $x_t$ it sees when sampling.
-# 2. *DDIM variance* writes $\Sigma_t = \eta\cdot\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}(1-\alpha_t)$: the variance carries $\eta^2$,
+# 2. *DDIM variance* (statement 3) writes $\Sigma_t = \eta\cdot\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}(1-\alpha_t)$: the variance carries $\eta^2$,
 #    $\sigma_t^2 = \eta^2\,\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\big(1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}\big)$ (DDIM eq. 16); and
 #    $1-\alpha_t$ holds only between consecutive steps, with skipped steps it is $1-\bar\alpha_t/\bar\alpha_\text{prev}$. As written,
-#    η = 0.5 gives σ = √0.5·√β̃ ≈ 0.71√β̃ instead of 0.5√β̃. (The report also calls α_t "the cumulative noise schedule",
-#    and writes √(1 − α_{t−1} − σ²) where ᾱ_{t−1} belongs: either counts as this item's half point.)
-# 3. *"The cosine scheduler assigns more noise to earlier timesteps"* is backwards: ᾱ_t of the cosine schedule stays
+#    η = 0.5 gives σ = √0.5·√β̃ ≈ 0.71√β̃ instead of 0.5√β̃.
+# 3. *"The cosine scheduler assigns more noise to earlier timesteps"* (statement 5) is backwards: ᾱ_t of the cosine schedule stays
 #    higher than the linear one's early on (≈ 0.85 against 0.52 at T/4); it adds noise more slowly at first and more
 #    evenly over t, because the linear schedule destroys information too fast (Nichol & Dhariwal §3.2, Fig. 3).
-# 4. *The "adjusted" formula* $\bar\alpha_t = \cos^2(\frac\pi2\frac tT)/(\cos^2(\frac\pi2\frac{t-1}T)+\epsilon)$ is a ratio of
+# 4. *The "adjusted" formula* (statement 6) $\bar\alpha_t = \cos^2(\frac\pi2\frac tT)/(\cos^2(\frac\pi2\frac{t-1}T)+\epsilon)$ is a ratio of
 #    consecutive terms, i.e. a per-step $\alpha_t$ (so $\beta_t = 1$ minus it, Exercise 4.2), not the cumulative $\bar\alpha_t$ it is
 #    labelled. Used as ᾱ_t it would not decrease to 0 (it is ≈ 1 for most t), so x_T would not be noise. It also drops
 #    Nichol & Dhariwal's offset s and their clipping of β at 0.999, which are what actually keep the schedule stable.
