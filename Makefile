@@ -20,7 +20,7 @@ setup: $(STAMP)
 # Reinstall when the dependency list changes. torch/torchvision are pinned in pyproject.toml.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,course]"
 	$(PY) -m ipykernel install --sys-prefix --name ddlib --display-name "Python (ddlib)" >/dev/null
 	# JupyterLab opens the notebook sources (jupytext .py files) as notebooks on a double click
 	mkdir -p $(VENV)/share/jupyter/lab/settings
@@ -58,6 +58,18 @@ browser-deps:
 # JupyterLab refuses to run as root unless told; containers often run as root.
 lab: setup
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
+# The course editions of the notebooks (docs/grading.md): build/exercises/{student,instructor}/*.ipynb
+.PHONY: exercises grade
+EXERCISES_DIR ?= build/exercises
+exercises: setup
+	$(PY) -m ddlib exercises --out $(EXERCISES_DIR)
+
+# Autograde SUBMISSIONS (one folder per student) offline into GRADES_DIR/grades.csv and GRADES_DIR/feedback/
+GRADES_DIR ?= build/grades
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder of submitted notebooks>"; exit 2; }
+	$(PY) -m ddlib grade "$(SUBMISSIONS)" --out $(GRADES_DIR)
 
 clean:
 	rm -rf $(VENV) .cache reports/smoke .pytest_cache

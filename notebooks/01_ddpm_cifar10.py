@@ -194,3 +194,237 @@ assert traj["x"].shape[0] == len(traj["t"]) and traj["t"][-1] == 0
 assert all(math.isfinite(r["fid"]) and r["fid"] >= 0 for r in rows)
 assert not context.check_outputs(ctx.out, "01_ddpm_cifar10"), context.check_outputs(ctx.out, "01_ddpm_cifar10")
 print("01: all checks passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise asks for one function in the paper's symbols, written with `torch` (or `math`/`numpy`): write it
+# between the lines of its cell that say `YOUR CODE HERE`, then run the **check yourself** cell below it. Hidden tests,
+# run by the grader, carry the points; they call your function with ddlib's own implementation switched off, so
+# calling `ddlib` (or diffusers) instead of writing the formula scores nothing. Keep everything an exercise needs
+# inside its cell. This section stands alone: run the next cell, then any exercise, without running the notebook
+# above. Steps are 0-indexed as in `ddlib`: $t \in \{0, \dots, T-1\}$, with $\bar\alpha_{-1} = 1$.
+
+# %% nbgrader={"grade": false, "grade_id": "exercises_setup_01", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import numpy as np
+import torch
+
+# %% [markdown]
+# ### Exercise 1.1 — the forward sample $q(x_t \mid x_0)$ (2 points)
+#
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ (DDPM eq. 4). `alpha_bar_t` holds one
+# $\bar\alpha_t$ per sample, shape $(B,)$: reshape it so that it broadcasts against $x_0$ of shape $(B, C, H, W)$.
+
+# %% nbgrader={"grade": false, "grade_id": "q_sample", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def q_sample(x0, eps, alpha_bar_t):
+    """x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε; x0, eps: (B, C, H, W); alpha_bar_t: (B,). Returns x_t, shaped like x0."""
+    ### BEGIN SOLUTION
+    abar = alpha_bar_t.reshape(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)  # (B, 1, 1, 1)
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "q_sample_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself
+_x0, _eps = torch.ones(2, 1, 2, 2), -torch.ones(2, 1, 2, 2)
+_x_t = q_sample(_x0, _eps, torch.tensor([1.0, 0.0]))
+assert _x_t.shape == _x0.shape, "x_t must have x_0's shape"
+assert torch.allclose(_x_t[0], _x0[0]), "ᾱ_t = 1 (no noise yet) must give x_t = x_0"
+assert torch.allclose(_x_t[1], _eps[1]), "ᾱ_t = 0 (all noise) must give x_t = ε"
+print("q_sample: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "q_sample_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (2 points)
+### BEGIN HIDDEN TESTS
+# ᾱ = 0.64 = 0.8² and ᾱ = 0.36 = 0.6²: x_t = 0.8 x_0 + 0.6 ε and 0.6 x_0 + 0.8 ε, by hand
+_x0 = torch.tensor([[[[1.0, -2.0]]], [[[0.5, 0.0]]]])  # (2, 1, 1, 2)
+_eps = torch.tensor([[[[1.0, 1.0]]], [[[-1.0, 2.0]]]])
+_x_t = q_sample(_x0, _eps, torch.tensor([0.64, 0.36]))
+assert tuple(_x_t.shape) == (2, 1, 1, 2), "x_t must have x_0's shape (B, C, H, W)"
+assert torch.allclose(_x_t, torch.tensor([[[[1.4, -1.0]]], [[[-0.5, 1.6]]]]), atol=1e-6), \
+    "x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, hand-computed for ᾱ_t = 0.64 and 0.36, is wrong (a sign? ᾱ_t instead of its root?)"
+# moments: for a fixed x_0, x_t has mean √ᾱ_t x_0 and variance 1 − ᾱ_t
+_g = torch.Generator().manual_seed(0)
+_eps = torch.randn(20000, 1, 1, 1, generator=_g, dtype=torch.float64)
+_x_t = q_sample(torch.full_like(_eps, 2.0), _eps, torch.full((20000,), 0.25, dtype=torch.float64))
+assert abs(float(_x_t.mean()) - 1.0) < 0.03 and abs(float(_x_t.var()) - 0.75) < 0.03, \
+    "x_t must have mean √ᾱ_t x_0 and variance 1 − ᾱ_t"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 1.2 — the posterior $q(x_{t-1} \mid x_t, x_0)$ (3 points)
+#
+# DDPM eqs. 6–7: $q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)$ with
+# $$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,
+# \qquad \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
+# `betas` is the float64 tensor $(\beta_0, \dots, \beta_{T-1})$; `t` a Python int; remember $\bar\alpha_{-1} = 1$.
+# Return `(mean, variance)`: the mean shaped like $x_t$, the variance a 0-d tensor.
+
+# %% nbgrader={"grade": false, "grade_id": "q_posterior", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def q_posterior(x0, x_t, t, betas):
+    """(μ̃_t, β̃_t) of q(x_{t-1} | x_t, x_0); t: int in 0..T-1; betas: float64 (T,)."""
+    ### BEGIN SOLUTION
+    alphas = 1 - betas
+    alpha_bar = torch.cumprod(alphas, dim=0)
+    abar_t = alpha_bar[t]
+    abar_prev = alpha_bar[t - 1] if t > 0 else torch.ones((), dtype=betas.dtype)  # ᾱ_{-1} = 1
+    mean = abar_prev.sqrt() * betas[t] / (1 - abar_t) * x0 + alphas[t].sqrt() * (1 - abar_prev) / (1 - abar_t) * x_t
+    variance = (1 - abar_prev) / (1 - abar_t) * betas[t]
+    return mean, variance
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "q_posterior_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself: at t = 0 the posterior is x_0 itself, with no variance
+_betas = torch.tensor([0.1, 0.2], dtype=torch.float64)
+_mean, _var = q_posterior(torch.tensor([3.0]), torch.tensor([7.0]), 0, _betas)
+assert torch.allclose(_mean, torch.tensor([3.0])) and abs(float(_var)) < 1e-12, "at t = 0, μ̃ = x_0 and β̃ = 0"
+print("q_posterior: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "q_posterior_tests", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (3 points)
+### BEGIN HIDDEN TESTS
+# by hand, β = (0.1, 0.2): ᾱ_0 = 0.9, ᾱ_1 = 0.72, so β̃_1 = 0.1 / 0.28 · 0.2 = 1/14
+_betas = torch.tensor([0.1, 0.2], dtype=torch.float64)
+_mean, _var = q_posterior(torch.tensor([1.0]), torch.tensor([0.0]), 1, _betas)
+assert abs(float(_var) - 1 / 14) < 1e-9, f"β̃_1 must be 1/14 for β = (0.1, 0.2), got {float(_var):.6f} (β_t instead of β̃_t?)"
+# Bayes: q(x_{t-1}|x_0) = N(√ᾱ_{t-1} x_0, 1−ᾱ_{t-1}) times q(x_t|x_{t-1}) = N(√α_t x_{t-1}, β_t) is a Gaussian in x_{t-1}
+# with precision 1/(1−ᾱ_{t-1}) + α_t/β_t and mean var·(√ᾱ_{t-1} x_0/(1−ᾱ_{t-1}) + √α_t x_t/β_t)
+_betas = torch.linspace(0.01, 0.3, 8, dtype=torch.float64)
+_x0, _xt = torch.tensor([0.3, -1.2], dtype=torch.float64), torch.tensor([1.1, 0.4], dtype=torch.float64)
+_abar_prev = 1.0
+for _t in range(8):
+    _a = 1 - float(_betas[_t])
+    _mean, _var = q_posterior(_x0, _xt, _t, _betas)
+    if _t > 0:
+        _v = 1 / (1 / (1 - _abar_prev) + _a / float(_betas[_t]))
+        _m = _v * (math.sqrt(_abar_prev) * _x0 / (1 - _abar_prev) + math.sqrt(_a) * _xt / float(_betas[_t]))
+        assert abs(float(_var) - _v) < 1e-9, f"β̃_t at t = {_t} disagrees with Bayes' rule"
+        assert torch.allclose(torch.as_tensor(_mean, dtype=torch.float64), _m, atol=1e-9), f"μ̃_t at t = {_t} disagrees with Bayes' rule"
+    else:
+        assert torch.allclose(torch.as_tensor(_mean, dtype=torch.float64), _x0) and abs(float(_var)) < 1e-12, "t = 0: μ̃ = x_0, β̃ = 0"
+    _abar_prev *= _a
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 1.3 — one DDPM step (3 points)
+#
+# DDPM Algorithm 2, line 4, with $\sigma_t^2 = \tilde\beta_t$ ("fixed small"), 0-indexed:
+# $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\hat\varepsilon\Big) + \sigma_t z,$$
+# and no noise at the last step, $t = 0$. `z` is the standard normal noise to use (so the step is deterministic).
+
+# %% nbgrader={"grade": false, "grade_id": "ddpm_reverse_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ddpm_reverse_step(x_t, eps_hat, t, betas, z):
+    """x_{t-1} from x_t and the predicted noise ε̂; t: int in 0..T-1; betas: float64 (T,); z: noise shaped like x_t."""
+    ### BEGIN SOLUTION
+    alphas = 1 - betas
+    alpha_bar = torch.cumprod(alphas, dim=0)
+    mean = (x_t - betas[t] / (1 - alpha_bar[t]).sqrt() * eps_hat) / alphas[t].sqrt()
+    if t == 0:
+        return mean
+    beta_tilde = (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]) * betas[t]
+    return mean + beta_tilde.sqrt() * z
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "ddpm_reverse_step_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself: no noise is added at t = 0
+_betas = torch.tensor([0.1, 0.2], dtype=torch.float64)
+_x = torch.tensor([0.5, -0.5], dtype=torch.float64)
+assert torch.allclose(ddpm_reverse_step(_x, _x, 0, _betas, torch.ones(2, dtype=torch.float64)),
+                      ddpm_reverse_step(_x, _x, 0, _betas, torch.zeros(2, dtype=torch.float64))), "t = 0 adds no noise"
+print("ddpm_reverse_step: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "ddpm_reverse_step_tests", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (3 points)
+### BEGIN HIDDEN TESTS
+_betas = torch.tensor([0.1, 0.2], dtype=torch.float64)
+_x, _e = torch.tensor([0.5, -0.5], dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)
+_z = torch.tensor([1.0, -2.0], dtype=torch.float64)
+# the noise enters as σ_t z with σ_t = √β̃_1 = √(1/14) for β = (0.1, 0.2)
+_sig = (ddpm_reverse_step(_x, _e, 1, _betas, _z) - ddpm_reverse_step(_x, _e, 1, _betas, torch.zeros(2, dtype=torch.float64))) / _z
+assert torch.allclose(_sig, torch.full((2,), math.sqrt(1 / 14), dtype=torch.float64), atol=1e-9), \
+    f"σ_t must be √β̃_t = {math.sqrt(1 / 14):.4f} here, got {float(_sig[0]):.4f} (a variance where its square root belongs?)"
+# mean by hand at t = 1: (x_t − 0.2/√0.28 · ε̂)/√0.8
+_m = (_x - 0.2 / math.sqrt(0.28) * _e) / math.sqrt(0.8)
+assert torch.allclose(ddpm_reverse_step(_x, _e, 1, _betas, torch.zeros(2, dtype=torch.float64)), _m, atol=1e-9), \
+    "the mean 1/√α_t (x_t − β_t/√(1−ᾱ_t) ε̂) is wrong"
+# with the true ε the mean is the posterior mean μ̃_t(x_t, x_0), here from Bayes' rule
+_betas = torch.linspace(0.02, 0.4, 6, dtype=torch.float64)
+_abar = torch.cumprod(1 - _betas, 0)
+_x0, _e = torch.tensor([0.7, -0.3], dtype=torch.float64), torch.tensor([-1.0, 0.5], dtype=torch.float64)
+for _t in (1, 3, 5):
+    _xt = _abar[_t].sqrt() * _x0 + (1 - _abar[_t]).sqrt() * _e
+    _ap, _a, _b = float(_abar[_t - 1]), 1 - float(_betas[_t]), float(_betas[_t])
+    _v = 1 / (1 / (1 - _ap) + _a / _b)
+    _m = _v * (math.sqrt(_ap) * _x0 / (1 - _ap) + math.sqrt(_a) * _xt / _b)
+    _out = ddpm_reverse_step(_xt, _e, _t, _betas, torch.zeros(2, dtype=torch.float64))
+    assert torch.allclose(_out, _m, atol=1e-9), f"with the true ε the step must land on μ̃_t (t = {_t})"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 1.4 — the ε-prediction loss (2 points)
+#
+# $L_\text{simple}$ of DDPM eq. 14 for one batch: build $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$
+# with each sample's own $t$, call the model, and return the mean over all elements of
+# $(\varepsilon - \varepsilon_\theta(x_t, t))^2$ as a 0-d tensor. `alpha_bar` is the tensor $(\bar\alpha_0, \dots, \bar\alpha_{T-1})$,
+# `t` an int64 tensor of shape $(B,)$, `eps_model(x_t, t)` returns $\hat\varepsilon$.
+
+# %% nbgrader={"grade": false, "grade_id": "simple_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def simple_loss(eps_model, x0, t, eps, alpha_bar):
+    """mean((ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t))²); x0, eps: (B, C, H, W); t: int64 (B,); alpha_bar: (T,)."""
+    ### BEGIN SOLUTION
+    abar = alpha_bar[t].reshape(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)  # (B, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    return ((eps - eps_model(x_t, t)) ** 2).mean()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "simple_loss_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself: a model that always predicts 0 has loss mean(ε²)
+_eps = torch.tensor([[[[1.0, -3.0]]]])
+_loss = simple_loss(lambda x, t: torch.zeros_like(x), torch.zeros_like(_eps), torch.tensor([0]), _eps, torch.tensor([0.5]))
+assert abs(float(_loss) - 5.0) < 1e-6, "predicting 0 must cost mean(ε²) = 5 here"
+print("simple_loss: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "simple_loss_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (2 points)
+### BEGIN HIDDEN TESTS
+_abar = torch.tensor([0.99, 0.64, 0.36, 0.01])
+_x0 = torch.tensor([[[[1.0]]], [[[-2.0]]]])
+_eps = torch.tensor([[[[1.0]]], [[[0.5]]]])
+_t = torch.tensor([1, 2])
+# the identity model returns x_t: by hand x_t = (0.8·1 + 0.6·1, 0.6·(−2) + 0.8·0.5) = (1.4, −0.8),
+# so the loss is ((1 − 1.4)² + (0.5 + 0.8)²)/2 = (0.16 + 1.69)/2
+_loss = simple_loss(lambda x, t: x, _x0, _t, _eps, _abar)
+assert abs(float(_loss) - 0.925) < 1e-6, f"loss with the identity model must be 0.925 here, got {float(_loss):.4f} (x_t built with √ᾱ_t?)"
+# an oracle that knows x_0 recovers ε exactly: zero loss, whatever t
+_seen = {}
+def _oracle(x, t):
+    _seen["t"] = t
+    a = _abar[t].reshape(-1, 1, 1, 1)
+    return (x - a.sqrt() * _x0) / (1 - a).sqrt()
+assert float(simple_loss(_oracle, _x0, _t, _eps, _abar)) < 1e-10, "the exact noise predictor must have zero loss"
+assert torch.equal(torch.as_tensor(_seen["t"]), _t), "the model must be called with each sample's timestep t"
+assert torch.as_tensor(simple_loss(lambda x, t: x, _x0, _t, _eps, _abar)).dim() == 0, "return a 0-d tensor (the mean)"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 1.5 — predict before you run (1 point, graded by hand)
+#
+# For the linear schedule of Ho et al. ($\beta$ from $10^{-4}$ to $0.02$, $T = 1000$), at about which step $t$ does
+# $\bar\alpha_t$, the fraction of signal variance left, fall below one half: near $t = 100$, $250$, $500$ or $750$?
+# Write your guess and one line of reasoning **before** running the cell below.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_predict_half_signal", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Rubric (1 point).** ᾱ_t first drops below 1/2 at t ≈ 258, so "250" is right. Full point for 250 with a reason
+# such as log ᾱ_t ≈ −Σ_s β_s ≈ −(10⁻⁴ t + 10⁻⁵ t²) = −ln 2 ⇒ t ≈ 260, or "half the signal is gone after a quarter
+# of the steps, because β grows linearly". Half a point for the right choice without a reason; none otherwise.
+# ### END SOLUTION
+
+# %%
+_linear = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+print("first t with ᾱ_t < 1/2:", int((_linear < 0.5).nonzero()[0]))

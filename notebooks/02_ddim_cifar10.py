@@ -175,3 +175,143 @@ assert all(img.dtype == torch.uint8 for img in images)
 assert claims["speedup"] > 0 and all(r["wall_s"] > 0 for r in bench_rows)
 assert not context.check_outputs(ctx.out, "02_ddim_cifar10"), context.check_outputs(ctx.out, "02_ddim_cifar10")
 print("02: all checks passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# As in notebook 01: write each function between the lines that say `YOUR CODE HERE`, run its **check yourself**
+# cell; hidden tests, run with ddlib's own samplers switched off, carry the points. This section stands alone: run
+# its first cell, then any exercise. Steps are 0-indexed, $t \in \{0, \dots, T-1\}$, $\bar\alpha_{-1} = 1$.
+
+# %% nbgrader={"grade": false, "grade_id": "exercises_setup_02", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import numpy as np
+import torch
+
+# %% [markdown]
+# ### Exercise 2.1 — one DDIM step with $\eta$ (3 points)
+#
+# Song et al. (2021), eq. 12, from $t$ to an earlier $t_\text{prev}$ (write $\bar\alpha_\text{prev}$; it is $1$ for the
+# final step to the clean sample), with the noise level of their eq. 16:
+# $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon}{\sqrt{\bar\alpha_t}},\qquad
+# \sigma(\eta) = \eta\,\sqrt{\frac{1-\bar\alpha_\text{prev}}{1-\bar\alpha_t}}\,\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_\text{prev}}},$$
+# $$x_\text{prev} = \sqrt{\bar\alpha_\text{prev}}\,\hat x_0 + \sqrt{1-\bar\alpha_\text{prev}-\sigma^2}\;\hat\varepsilon + \sigma z .$$
+# `alpha_bar_t` and `alpha_bar_prev` are Python floats, `z` the standard normal noise to use.
+
+# %% nbgrader={"grade": false, "grade_id": "ddim_reverse_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ddim_reverse_step(x_t, eps_hat, alpha_bar_t, alpha_bar_prev, eta, z):
+    """x_prev from x_t and ε̂ by one DDIM step (eq. 12) with σ(η) of eq. 16; η = 0 is deterministic."""
+    ### BEGIN SOLUTION
+    x0_hat = (x_t - math.sqrt(1 - alpha_bar_t) * eps_hat) / math.sqrt(alpha_bar_t)
+    sigma = eta * math.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * math.sqrt(1 - alpha_bar_t / alpha_bar_prev)
+    direction = math.sqrt(max(1 - alpha_bar_prev - sigma**2, 0.0))  # the "direction pointing to x_t"
+    return math.sqrt(alpha_bar_prev) * x0_hat + direction * eps_hat + sigma * z
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "ddim_reverse_step_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself: the last step (ᾱ_prev = 1) returns the predicted clean image x̂_0
+_x, _e = torch.tensor([1.4]), torch.tensor([1.0])
+assert torch.allclose(ddim_reverse_step(_x, _e, 0.64, 1.0, 0.0, torch.zeros(1)), torch.tensor([1.0])), \
+    "ᾱ_prev = 1 must give x̂_0 = (1.4 − 0.6·1)/0.8 = 1"
+print("ddim_reverse_step: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "ddim_reverse_step_tests", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (3 points)
+### BEGIN HIDDEN TESTS
+_zero = torch.zeros(2, dtype=torch.float64)
+_z = torch.tensor([1.0, -0.5], dtype=torch.float64)
+# η = 0, by hand: ᾱ_t = 0.36, ᾱ_prev = 0.64, x_0 = 1, ε = 0.5 → x_t = 0.6 + 0.4 = 1, x_prev = 0.8 + 0.6·0.5 = 1.1
+_x, _e = torch.tensor([1.0, 1.0], dtype=torch.float64), torch.tensor([0.5, 0.5], dtype=torch.float64)
+assert torch.allclose(ddim_reverse_step(_x, _e, 0.36, 0.64, 0.0, _z), torch.full((2,), 1.1, dtype=torch.float64), atol=1e-9), \
+    "η = 0: x_prev = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev) ε̂, with no noise"
+# η = 1 between consecutive steps is DDPM's posterior: σ² = β̃_t. For β = (0.1, 0.2): ᾱ = (0.9, 0.72), β̃_1 = 1/14
+_x, _e = torch.tensor([0.5, -0.5], dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)
+for _eta in (1.0, 0.5):
+    _sig = (ddim_reverse_step(_x, _e, 0.72, 0.9, _eta, _z) - ddim_reverse_step(_x, _e, 0.72, 0.9, _eta, _zero)) / _z
+    assert torch.allclose(_sig, torch.full((2,), _eta * math.sqrt(1 / 14), dtype=torch.float64), atol=1e-9), \
+        f"σ(η = {_eta}) must be η·√β̃_t = {_eta * math.sqrt(1 / 14):.4f} here, got {float(_sig[0]):.4f} (η where η² belongs?)"
+# ... and its mean is the posterior mean μ̃_t(x_t, x̂_0), here from Bayes' rule
+_x0 = (_x - math.sqrt(0.28) * _e) / math.sqrt(0.72)
+_v = 1 / (1 / 0.1 + 0.8 / 0.2)
+_m = _v * (math.sqrt(0.9) * _x0 / 0.1 + math.sqrt(0.8) * _x / 0.2)
+assert torch.allclose(ddim_reverse_step(_x, _e, 0.72, 0.9, 1.0, _zero), _m, atol=1e-9), \
+    "η = 1 between consecutive steps must give DDPM's posterior mean"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 2.2 — DDIM timestep spacings (2 points)
+#
+# The $S$ timesteps a DDIM sampler visits, as a list of ints in **descending** order, 0-indexed, with the meanings of
+# `ddlib.samplers.ddim_timesteps`:
+#
+# - `"leading"`: $0, k, 2k, \dots, (S-1)k$ with $k = \lfloor T/S \rfloor$ (the DDIM paper);
+# - `"trailing"`: $\operatorname{round}(T - iT/S) - 1$ for $i = 0, \dots, S-1$, so the first step starts at $T-1$ (Lin et al. 2024);
+# - `"linspace"`: $S$ values rounded from an even grid over $[0, T-1]$, both ends included.
+#
+# Drop duplicates (rounding can make them when $S$ is close to $T$).
+
+# %% nbgrader={"grade": false, "grade_id": "ddim_spacing", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ddim_spacing(T, S, spacing):
+    """The S timesteps of a DDIM sampler for T training steps, descending; spacing: leading | trailing | linspace."""
+    ### BEGIN SOLUTION
+    if spacing == "leading":
+        ts = [i * (T // S) for i in range(S)]
+    elif spacing == "trailing":
+        ts = [round(T - i * T / S) - 1 for i in range(S)]
+    elif spacing == "linspace":
+        ts = [round(i * (T - 1) / (S - 1)) if S > 1 else 0 for i in range(S)]
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}")
+    return sorted({int(v) for v in ts}, reverse=True)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "ddim_spacing_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself
+assert ddim_spacing(1000, 10, "leading") == [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
+assert ddim_spacing(1000, 10, "trailing")[0] == 999, "trailing starts at the last training step, T − 1"
+print("ddim_spacing: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "ddim_spacing_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (2 points)
+### BEGIN HIDDEN TESTS
+# by hand: T = 10, S = 3 → leading k = 3; trailing round(10, 6.67, 3.33) − 1; linspace over [0, 9] with S = 4
+assert list(ddim_spacing(10, 3, "leading")) == [6, 3, 0], "leading, T = 10, S = 3"
+assert list(ddim_spacing(10, 3, "trailing")) == [9, 6, 2], "trailing, T = 10, S = 3: round(T − iT/S) − 1"
+assert list(ddim_spacing(10, 4, "linspace")) == [9, 6, 3, 0], "linspace, T = 10, S = 4"
+assert list(ddim_spacing(1000, 10, "trailing")) == [999 - 100 * i for i in range(10)], "trailing, T = 1000, S = 10"
+assert list(ddim_spacing(1000, 10, "linspace")) == [999 - 111 * i for i in range(10)], "linspace, T = 1000, S = 10"
+for _spacing in ("leading", "trailing", "linspace"):
+    for _S in (1, 7, 50, 1000):
+        _ts = [int(v) for v in ddim_spacing(1000, _S, _spacing)]
+        assert len(_ts) == _S and all(a > b for a, b in zip(_ts, _ts[1:])), f"{_spacing}, S = {_S}: S distinct steps, descending"
+        assert 0 <= _ts[-1] and _ts[0] <= 999, f"{_spacing}, S = {_S}: every step must lie in 0..T−1"
+    assert [int(v) for v in ddim_spacing(1000, 1000, _spacing)] == list(range(999, -1, -1)), f"{_spacing}: S = T visits every step"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 2.3 — predict before you run (1 point, graded by hand)
+#
+# Two DDIM runs start from the **same** $x_T$ with the same model, 10 steps each. (a) With $\eta = 0$, do they end at
+# the same image? (b) With $\eta = 1$? (c) With $\eta = 1$ and $S = T$ steps, which sampler is DDIM then? Answer, then
+# run the cell below (a toy "model" stands in for the network).
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q2_predict_eta", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Rubric (1 point, a third each).** (a) Yes: with η = 0, σ = 0 and every step is a deterministic function of
+# x_t, so the whole sampler is a deterministic map x_T ↦ x_0 (this is what makes DDIM latents invertible).
+# (b) No: with η = 1 each step adds σ z with fresh noise, so runs differ unless the noise is seeded identically.
+# (c) DDPM ancestral sampling with σ_t² = β̃_t (Song et al. §4.1; the η = 1, t_prev = t − 1 case of eq. 16).
+# ### END SOLUTION
+
+# %%
+from ddlib.samplers import ddim_sample
+from ddlib.schedules import make_schedule
+
+_toy = lambda x, t: 0.5 * x  # a stand-in ε-model
+_s, _xT = make_schedule("linear", 100), torch.randn(1, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+for _eta in (0.0, 1.0):
+    _a, _b = (ddim_sample(_toy, _s, _xT.shape, num_steps=10, eta=_eta, x_T=_xT, progress=False) for _ in range(2))
+    print(f"η = {_eta}: same result twice? {torch.equal(_a, _b)}")

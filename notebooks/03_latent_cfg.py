@@ -185,3 +185,48 @@ assert all(math.isfinite(r["fid"]) and 0 <= r["class_consistency"] <= 1 for r in
 assert all(g.dtype == torch.uint8 and len(g) == per_class_samples for g in grids)
 assert not context.check_outputs(ctx.out, "03_latent_cfg"), context.check_outputs(ctx.out, "03_latent_cfg")
 print("03: all checks passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# As in notebook 01: write the function between the lines that say `YOUR CODE HERE`, run its **check yourself**
+# cell; hidden tests, run with ddlib's guidance switched off, carry the points. This section stands alone.
+
+# %% nbgrader={"grade": false, "grade_id": "exercises_setup_03", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import numpy as np
+import torch
+
+# %% [markdown]
+# ### Exercise 3.1 — classifier-free guidance (2 points)
+#
+# Ho & Salimans (2022), eq. 6: $\tilde\varepsilon = (1+w)\,\varepsilon_\theta(z_t, c) - w\,\varepsilon_\theta(z_t, \varnothing)$.
+# With the guidance scale $s = 1 + w$ used in this notebook, $\tilde\varepsilon = \varepsilon_u + s\,(\varepsilon_c - \varepsilon_u)$:
+# $w = 0$ ($s = 1$) is plain conditional sampling and $w = -1$ ($s = 0$) unconditional sampling.
+
+# %% nbgrader={"grade": false, "grade_id": "cfg_eps", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def cfg_eps(eps_cond, eps_uncond, w):
+    """The guided noise prediction ε̃ from ε_c = ε_θ(z_t, c), ε_u = ε_θ(z_t, ∅) and the guidance weight w (s = 1 + w)."""
+    ### BEGIN SOLUTION
+    return (1 + w) * eps_cond - w * eps_uncond
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "cfg_eps_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself
+_c, _u = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])
+assert torch.allclose(cfg_eps(_c, _u, 2.0), torch.tensor([3.0, 4.0])), "w = 2: 3·ε_c − 2·ε_u"
+print("cfg_eps: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "cfg_eps_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (2 points)
+### BEGIN HIDDEN TESTS
+_g = torch.Generator().manual_seed(3)
+_c, _u = torch.randn(2, 3, 4, 4, generator=_g), torch.randn(2, 3, 4, 4, generator=_g)
+assert torch.allclose(cfg_eps(_c, _u, 0.0), _c), "w = 0 (s = 1) must give the conditional prediction ε_c (ε_c and ε_u swapped?)"
+assert torch.allclose(cfg_eps(_c, _u, -1.0), _u, atol=1e-6), "w = −1 (s = 0) must give the unconditional prediction ε_u"
+for _w in (0.5, 3.0, 7.5):
+    assert torch.allclose(cfg_eps(_c, _u, _w), _u + (1 + _w) * (_c - _u), atol=1e-5), f"w = {_w}: ε_u + (1 + w)(ε_c − ε_u)"
+assert torch.allclose(cfg_eps(torch.tensor([1.0]), torch.tensor([0.0]), 2.0), torch.tensor([3.0])), "w = 2, ε_c = 1, ε_u = 0 → 3"
+### END HIDDEN TESTS

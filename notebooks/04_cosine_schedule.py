@@ -127,3 +127,122 @@ assert all(math.isfinite(r["loss"]) for run in runs.values() for r in run.log())
 assert all(math.isfinite(r["fid"]) for r in rows) and len(rows) == len(schedules)
 assert not context.check_outputs(ctx.out, "04_cosine_schedule"), context.check_outputs(ctx.out, "04_cosine_schedule")
 print("04: all checks passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# As in notebook 01: write each function between the lines that say `YOUR CODE HERE`, run its **check yourself**
+# cell; hidden tests, run with ddlib's schedules switched off, carry the points. This section stands alone.
+# Both functions return $(\beta_1, \dots, \beta_T)$ as a float64 tensor of shape $(T,)$ (ddlib stores it 0-indexed).
+
+# %% nbgrader={"grade": false, "grade_id": "exercises_setup_04", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import numpy as np
+import torch
+
+# %% [markdown]
+# ### Exercise 4.1 — the cosine schedule of Nichol & Dhariwal (3 points)
+#
+# Their eq. 17: $\bar\alpha(t) = f(t)/f(0)$ with $f(t) = \cos^2\!\Big(\dfrac{t/T + s}{1 + s}\cdot\dfrac{\pi}{2}\Big)$, and
+# $\beta_t = \min\big(1 - \bar\alpha(t)/\bar\alpha(t-1),\ \beta_\text{max}\big)$ for $t = 1, \dots, T$ (they clip at 0.999 so
+# that the last steps stay invertible).
+
+# %% nbgrader={"grade": false, "grade_id": "nichol_cosine_betas", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def nichol_cosine_betas(T, s=0.008, max_beta=0.999):
+    """β_1 … β_T of the cosine schedule, float64 (T,)."""
+    ### BEGIN SOLUTION
+    t = torch.arange(T + 1, dtype=torch.float64)
+    f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "nichol_cosine_betas_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself
+_b = nichol_cosine_betas(1000)
+assert tuple(_b.shape) == (1000,) and _b.dtype == torch.float64, "a float64 tensor of shape (T,)"
+assert float(_b[-1]) == 0.999, "the last β is clipped at max_beta"
+print("nichol_cosine_betas: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "nichol_cosine_betas_tests", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (3 points)
+### BEGIN HIDDEN TESTS
+# by hand, T = 4, s = 0: f(k) = cos²(kπ/8), so β = (sin²(π/8), 1 − (1/2)/cos²(π/8), 1 − sin²(π/8)/(1/2), clipped 1)
+#                                               = ((2 − √2)/4, √2 − 1, √2/2, max_beta)
+_want = torch.tensor([(2 - math.sqrt(2)) / 4, math.sqrt(2) - 1, math.sqrt(2) / 2, 0.9], dtype=torch.float64)
+assert torch.allclose(torch.as_tensor(nichol_cosine_betas(4, s=0.0, max_beta=0.9), dtype=torch.float64), _want, atol=1e-9), \
+    "T = 4, s = 0: β = ((2 − √2)/4, √2 − 1, √2/2, max_beta)"
+# telescoping: ∏_{k ≤ t}(1 − β_k) = f(t)/f(0) wherever β is not clipped
+_T, _s = 1000, 0.008
+_b = torch.as_tensor(nichol_cosine_betas(_T, s=_s), dtype=torch.float64)
+_f = lambda t: math.cos((t / _T + _s) / (1 + _s) * math.pi / 2) ** 2
+_abar = torch.cumprod(1 - _b, 0)
+for _t in (1, 10, 250, 500, 900, 990):
+    assert abs(float(_abar[_t - 1]) - _f(_t) / _f(0)) < 1e-9, f"∏(1 − β) up to t = {_t} must be f(t)/f(0) (is s in f?)"
+assert abs(float(_b[0]) - (1 - _f(1) / _f(0))) < 1e-12, "β_1 = 1 − f(1)/f(0)"
+assert bool((_b <= 0.999).all()) and float(_b[-1]) == 0.999, "β is clipped at max_beta = 0.999"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 4.2 — the seed report's formula, literally (2 points)
+#
+# The seed report's "adjusted formula" for its cosine schedule, read as the $\beta_t$ it produces:
+# $$\beta_t = 1 - \frac{\cos^2\!\big(\frac{\pi}{2}\cdot\frac{t}{T}\big)}{\cos^2\!\big(\frac{\pi}{2}\cdot\frac{t-1}{T}\big) + \epsilon},
+# \qquad t = 1, \dots, T,\ \text{clipped at } \beta_\text{max}.$$
+# (Question 5.2 asks what the report got wrong about it.)
+
+# %% nbgrader={"grade": false, "grade_id": "seed_report_betas", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def seed_report_betas(T, eps=1e-4, max_beta=0.999):
+    """β_1 … β_T of the seed report's cos² formula with its small ε, float64 (T,)."""
+    ### BEGIN SOLUTION
+    t = torch.arange(1, T + 1, dtype=torch.float64)
+    ratio = torch.cos(math.pi / 2 * t / T) ** 2 / (torch.cos(math.pi / 2 * (t - 1) / T) ** 2 + eps)
+    return (1 - ratio).clamp(max=max_beta)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "seed_report_betas_check", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# check yourself
+_b = seed_report_betas(1000)
+assert tuple(_b.shape) == (1000,) and float(_b[-1]) == 0.999, "shape (T,), last β clipped"
+print("seed_report_betas: the checks you can see pass")
+
+# %% nbgrader={"grade": true, "grade_id": "seed_report_betas_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+# hidden tests (2 points)
+### BEGIN HIDDEN TESTS
+# ε = 0 is Nichol & Dhariwal's f with s = 0: for T = 4 the same hand-computed ((2 − √2)/4, √2 − 1, √2/2, max_beta)
+_want = torch.tensor([(2 - math.sqrt(2)) / 4, math.sqrt(2) - 1, math.sqrt(2) / 2, 0.9], dtype=torch.float64)
+assert torch.allclose(torch.as_tensor(seed_report_betas(4, eps=0.0, max_beta=0.9), dtype=torch.float64), _want, atol=1e-9), \
+    "T = 4, ε = 0: β = ((2 − √2)/4, √2 − 1, √2/2, max_beta)"
+# by hand, T = 2, ε = 1: β_1 = 1 − (1/2)/(1 + 1) = 3/4, β_2 = 1 − 0/(1/2 + 1) = 1 → max_beta
+assert torch.allclose(torch.as_tensor(seed_report_betas(2, eps=1.0, max_beta=0.95), dtype=torch.float64),
+                      torch.tensor([0.75, 0.95], dtype=torch.float64), atol=1e-9), "T = 2, ε = 1: β = (3/4, max_beta)"
+# ε sits in the denominator only: β_1 = 1 − cos²(π/(2T))/(1 + ε)
+_b = torch.as_tensor(seed_report_betas(1000, eps=0.01), dtype=torch.float64)
+assert abs(float(_b[0]) - (1 - math.cos(math.pi / 2000) ** 2 / 1.01)) < 1e-12, "β_1 = 1 − cos²(π/2T)/(1 + ε)"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Question 4.3 — predict before you run (1 point, graded by hand)
+#
+# The seed report says the cosine schedule "assigns more noise to earlier timesteps". At $t = T/4$ and $t = T/2$
+# ($T = 1000$), which schedule leaves **less** signal, i.e. the smaller $\bar\alpha_t$: Ho et al.'s linear one or
+# Nichol & Dhariwal's cosine one? Answer, then run the cell below.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q4_predict_cosine", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# ### BEGIN SOLUTION
+# **Rubric (1 point).** The linear schedule: ᾱ_{T/4} ≈ 0.52 (linear) against ≈ 0.85 (cosine), ᾱ_{T/2} ≈ 0.08 against
+# ≈ 0.49. The cosine schedule adds noise *more slowly* early on and destroys information more evenly over t (Nichol &
+# Dhariwal §3.2), so the report's sentence is backwards. Full point for "linear" with this reading; half for "linear"
+# alone.
+# ### END SOLUTION
+
+# %%
+_lin = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+from ddlib.schedules import make_schedule
+
+_cos = make_schedule("cosine", 1000).alphas_cumprod
+for _t in (250, 500):
+    print(f"ᾱ at t = {_t}: linear {float(_lin[_t - 1]):.3f}, cosine {float(_cos[_t - 1]):.3f}")
