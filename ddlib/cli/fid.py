@@ -18,7 +18,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="where the Inception network runs: auto (CUDA if present), cpu, cuda, cuda:1 …")
     p.add_argument("--batch-size", type=int, default=None, help="images per network batch (default 50 on CPU, 200 on GPU)")
-    p.add_argument("--data-dir", default=None, help="where the data set archives are (default: see README)")
+    p.add_argument("--data-dir", default=None, help="where the data set archives are (default: see docs/training.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compute FID reference statistics of an image set and write them as .npz",
         description=f"Compute the FID statistics (mean and covariance of the 2048-d Inception pool features, with "
         f"their provenance: source, count, preprocessing, weights) of SOURCE, which is {SOURCES_HELP}. "
-        "A data set split is stored in the FID cache (<cache>/fid/ref/, see README) and reused by `fid`, the "
+        "A data set split is stored in the FID cache (<cache>/fid/ref/, see docs/metrics.md) and reused by `fid`, the "
         "notebooks and training; --out also copies the statistics there. The last line printed is the path written. "
         "Example: python -m ddlib stats cifar10:test",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -25,7 +25,7 @@ offline first use); ``DDLIB_FID_SOURCE=offline`` skips step 4.
 For a machine that can receive only a few tens of MiB (the lent GPU machine takes 64 MiB with the code),
 :func:`write_half` makes a ``*.fp16.pth`` copy: the conv weights in float16 (43.6 MB instead of 95.7),
 batch-norm vectors and biases in float32, no head. Point ``DDLIB_FID_WEIGHTS`` at it; loading upcasts to
-float32 and restores the NaN head, and the rounding's effect on FID is measured in README.
+float32 and restores the NaN head, and the rounding's effect on FID is measured in docs/metrics.md.
 
 The extractor is torchmetrics' ``NoTrainInceptionV3`` (a torch-fidelity ``FeatureExtractorInceptionV3``)
 with ``antialias=False``: torch-fidelity's TF1-style bilinear resize to 299×299, then ``(x - 128) / 128``,
