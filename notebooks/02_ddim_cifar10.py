@@ -88,7 +88,8 @@ print(f"model: run {run.key} ({'reused' if run.reused else 'trained now'}), {con
 
 # %%
 rows = experiments.ddim_sweep(ctx, run, steps=ddim_steps, etas=ddim_etas, n=ddim_fid_samples, reference=fid_reference,
-                              reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised)
+                              reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised,
+                              real_dataset=final_real_dataset)
 ctx.table("ddim_steps", rows, "DDIM: FID and KID against steps S and η",
           columns=["sampler", "steps", "eta", "fid", "kid", "kid_std", "s_per_image"])
 
@@ -96,8 +97,8 @@ ctx.table("ddim_steps", rows, "DDIM: FID and KID against steps S and η",
 figures.show(figures.plot_lines(rows, "steps", "fid", ctx.figure("ddim_fid_vs_steps", f"FID of {ddim_fid_samples} DDIM "
             "samples against the number of steps S, one line per η (same model, same initial noise)."), group="eta",
             group_label="η", logx=True, title="DDIM: FID vs steps", xlabel="steps S", ylabel="FID"))
-figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_steps", "KID (mean ± std over subsets) "
-            "against S, one line per η."), group="eta", yerr="kid_std", group_label="η", logx=True,
+figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_steps", "KID ± its std over resamples of "
+            "the generated images against S, one line per η."), group="eta", yerr="kid_std", group_label="η", logx=True,
             title="DDIM: KID vs steps", xlabel="steps S", ylabel="KID"))
 
 # %% [markdown]

@@ -196,3 +196,38 @@ def test_batched_replicates_equal_one_by_one():
     f = u._FIDReplicates(g, ref.mean(axis=0), np.cov(ref, rowvar=False))
     ws = u.bootstrap_counts(50, 70, seed=1)
     assert np.allclose(f.many(ws, chunk=16), [f(w) for w in ws], rtol=1e-10)
+
+
+# ---- the lab: cached features, ranking columns, how a table shows them ---------------------------
+
+
+def test_lab_ranks_rows_and_tables_show_intervals_n_and_ranking(tmp_path):
+    from ddlib.lab import context, intervals
+    from ddlib.metrics import FIDStatistics
+
+    ctx = context.start("unit", "00_test", reports_dir=tmp_path, cache_dir=tmp_path / "cache", device="cpu")
+    rng = np.random.default_rng(40)
+    ref = rng.normal(size=(400, 8))
+    ctx._reference = lambda reference, count: (ref, FIDStatistics.from_features(ref))  # no Inception network here
+    noise = rng.normal(size=(100, 8))
+    sets = {"good": noise + 0.05, "twin": rng.normal(size=(100, 8)) + 0.05, "bad": noise * 2 + 1}
+    (ctx.cache_root / "features").mkdir(parents=True)
+    rows = []
+    for name, f in sets.items():
+        np.savez(ctx.cache_root / "features" / f"{name}.npz", features=f)
+        res = intervals.interval_from_features(ctx, name, "toy")
+        assert res["fid"] == pytest.approx(_fid_scipy(f, ref.mean(axis=0), np.cov(ref, rowvar=False)), rel=1e-3)
+        assert res["fid_lo"] <= res["fid"] <= res["fid_hi"] and res["kid_lo"] <= res["kid"] <= res["kid_hi"]
+        rows.append(ctx.row(wall_s=1.0, n_samples=res["n_samples"], reference="toy", setting=name,
+                            **intervals.interval_columns(res)))
+    intervals.rank_rows(ctx, rows, [r["setting"] for r in rows], "toy", None)
+    by = {r["setting"]: r for r in rows}
+    lead = min(("good", "twin"), key=lambda k: by[k]["fid"])
+    other = "twin" if lead == "good" else "good"
+    assert by[lead]["fid_vs_lowest"] == "lowest" and by[lead]["fid_lead_resolved"] is False
+    assert by[other]["fid_vs_lowest"].startswith("not resolved") and by["bad"]["fid_vs_lowest"].startswith("worse by +")
+    ctx.table("demo", rows, "Demo", columns=["setting", "fid", "kid", "kid_std"])
+    md = (ctx.tables_dir / "demo.md").read_text()
+    assert "| setting | fid (n = 100) | fid lo | fid hi | fid vs lowest | kid (n = 100) | kid lo | kid hi | provenance |" in md
+    assert f"Ranking (paired bootstrap of the FID difference, same per-image seeds): Lowest FID at n = 100: {lead}, " \
+           f"but not resolved against {other}" in md
