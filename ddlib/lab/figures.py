@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 import torch
 from PIL import Image
 
+from ddlib.lab.tables import _is_number
+
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing
 
