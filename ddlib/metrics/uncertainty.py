@@ -77,7 +77,7 @@ class Interval:
         return f"{_fmt(self.estimate, digits)} [{_fmt(self.lo, digits)}, {_fmt(self.hi, digits)}]"
 
     def columns(self, prefix: str | None = None) -> dict:
-        """``{fid, fid_lo, fid_hi}`` (and ``kid_std`` for KID) for a table row."""
+        """``{fid, fid_lo, fid_hi}`` (or ``prefix`` in place of the metric name) for a table row."""
         p = prefix or self.metric
         return {p: self.estimate, f"{p}_lo": self.lo, f"{p}_hi": self.hi}
 
