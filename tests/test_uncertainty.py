@@ -231,3 +231,22 @@ def test_lab_ranks_rows_and_tables_show_intervals_n_and_ranking(tmp_path):
     assert "| setting | fid (n = 100) | fid lo | fid hi | fid vs lowest | kid (n = 100) | kid lo | kid hi | provenance |" in md
     assert f"Ranking (paired bootstrap of the FID difference, same per-image seeds): Lowest FID at n = 100: {lead}, " \
            f"but not resolved against {other}" in md
+
+
+def test_linearised_fid_replicates_match_exact_ones_at_large_n():
+    """Above EXACT_MAX_N the replicates are FID + Σ (w_i − 1) a_i; at n ≫ d they track the exact ones."""
+    rng = np.random.default_rng(36)
+    g, ref = rng.normal(size=(3000, 8)) * 1.2 + 0.3, rng.normal(size=(3000, 8))
+    mu_r, sigma_r = ref.mean(axis=0), np.cov(ref, rowvar=False)
+    exact = u._FIDReplicates(g, mu_r, sigma_r, exact_max_n=10**9)
+    linear = u._FIDReplicates(g, mu_r, sigma_r, exact_max_n=0)
+    ws = u.bootstrap_counts(3000, 100, seed=2)
+    e, l_ = exact.many(ws), linear.many(ws)
+    assert np.corrcoef(e, l_)[0, 1] > 0.99
+    assert np.std(l_) == pytest.approx(np.std(e), rel=0.05)
+    # the influence of one image is the derivative of FID in its weight (finite difference, w_0 = 1 ± h)
+    h, w = 1e-4, np.ones(3000)
+    fd = (exact(w + h * np.eye(3000)[0]) - exact(w - h * np.eye(3000)[0])) / (2 * h)
+    # moving one weight also moves Σ w: the influence is defined with Σ (w − 1) = 0, so compare differences
+    fd1 = (exact(w + h * np.eye(3000)[1]) - exact(w - h * np.eye(3000)[1])) / (2 * h)
+    assert fd - fd1 == pytest.approx(linear.influence[0] - linear.influence[1], rel=1e-4)

@@ -26,7 +26,9 @@ FID on a resample
     the symmetric ``Σ_r^½ Σ_w Σ_r^½``; with ``H = (G − μ_r) Σ_r^½`` precomputed once these are the
     non-zero eigenvalues of the ``n × n`` matrix ``√w_i √w_j (h_i − h̄_w)ᵀ(h_j − h̄_w) / (n − 1)``, built from
     the Gram matrix ``H Hᵀ`` in O(n²) — so a replicate costs one symmetric eigendecomposition of
-    ``min(n, d)`` rows, not a 2048-d ``sqrtm``.
+    ``min(n, d)`` rows, not a 2048-d ``sqrtm``. Above ``EXACT_MAX_N`` generated images (a headline of 5 000 or
+    50 000 samples) the replicates are linearised instead (the delta method: FID(w) ≈ FID + Σ (w_i − 1) a_i
+    with a_i the influence of image i, from one d × d eigendecomposition), exact to first order in 1/n.
 
 KID on a resample
     KID is the unbiased MMD² with the polynomial kernel ``k(x, y) = (xᵀy / d + 1)³`` (torchmetrics'
@@ -57,6 +59,8 @@ from ddlib.errors import DDLibError
 LEVEL = 0.95
 N_BOOT = 200
 KID_MAX_REFERENCE = 2000
+KID_MAX_GENERATED = 5000
+EXACT_MAX_N = 2048
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ def _check_features(features, name: str = "generated features") -> np.ndarray:
 class _FIDReplicates:
     """FID of weighted resamples of generated features ``g`` against a fixed reference (mu_r, sigma_r)."""
 
-    def __init__(self, g: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray):
+    def __init__(self, g: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, exact_max_n: int = EXACT_MAX_N):
         if g.shape[1] != len(mu_r):
             raise DDLibError(f"cannot score {g.shape[1]}-d features against a {len(mu_r)}-d reference")
         self.n, self.d = g.shape
@@ -174,6 +178,23 @@ class _FIDReplicates:
             self.k_e = self.e @ self.e.T        # (n, n)
             self.k_h = self.h @ self.h.T        # (n, n)
         self.sq_e = (self.e * self.e).sum(axis=1)  # (n,) |e_i|²
+        self.influence = self._influence() if self.n > exact_max_n else None
+
+    def _influence(self) -> np.ndarray:
+        """a_i = ∂FID/∂w_i at w = 1: (2/n) ēᵀ(e_i − ē) + |c_i|²/(n−1) − (Rc_i)ᵀ M^{-½} (Rc_i)/(n−1), M = RΣR.
+
+        From d|ē|² = 2ēᵀdē, dΣ = Σ dw_i c_i c_iᵀ/(n−1) (c_i = g_i − μ; the dμ terms vanish) and
+        d tr √M = ½ tr(M^{-½} dM); constants drop out because Σ (w_i − 1) = 0.
+        """
+        n = self.n
+        ebar = self.e.mean(axis=0)
+        ec = self.e - ebar                      # c_i (centring at μ or at μ_r differs by a constant)
+        hc = self.h - self.h.mean(axis=0)       # R c_i as rows
+        m = hc.T @ hc / (n - 1)
+        lam, v = np.linalg.eigh((m + m.T) / 2)
+        inv_sqrt = np.where(lam > lam.max() * 1e-12, 1 / np.sqrt(np.clip(lam, 1e-300, None)), 0.0)
+        q = ((hc @ v) ** 2 * inv_sqrt).sum(axis=1)
+        return 2 * ec @ ebar / n + (ec * ec).sum(axis=1) / (n - 1) - q / (n - 1)
 
     def __call__(self, w: np.ndarray) -> float:
         n = self.n
@@ -199,6 +220,8 @@ class _FIDReplicates:
     def many(self, ws: np.ndarray, chunk: int = 64) -> np.ndarray:
         """Replicates for a (B, n) count matrix; the d×d route is batched in chunks of ``chunk`` resamples."""
         ws = np.atleast_2d(np.asarray(ws, dtype=np.float64))
+        if self.influence is not None:
+            return self(np.ones(self.n)) + (ws - 1) @ self.influence
         if self.gram:
             return np.array([self(w) for w in ws])
         n, out = self.n, []
@@ -238,6 +261,12 @@ def fid_interval(generated, reference, *, n_boot: int = N_BOOT, seed: int = 0, l
 def poly_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef: float = 1.0) -> np.ndarray:
     """``(xᵀy / d + coef) ** degree`` for rows of ``x`` (n, d) and ``y`` (m, d): torchmetrics' KID kernel."""
     return (x @ y.T / x.shape[1] + coef) ** degree
+
+
+def _generated_subset(g: np.ndarray, seed: int, max_generated: int | None = KID_MAX_GENERATED) -> np.ndarray:
+    """At most ``max_generated`` generated images for KID (its n × n kernel matrix): a seeded random subset;
+    two sets of equal size get the same indices, so a paired comparison stays paired."""
+    return _reference_subset(g, max_generated, seed + 1)
 
 
 def _reference_subset(ref: np.ndarray, max_reference: int | None, seed: int) -> np.ndarray:
@@ -287,7 +316,7 @@ class _KIDReplicates:
 
 def kid_value(generated, reference_features, *, max_reference: int | None = KID_MAX_REFERENCE, seed: int = 0) -> float:
     """Unbiased KID (MMD², polynomial kernel) of all generated features against the (subset of the) reference."""
-    g = _check_features(generated)
+    g = _generated_subset(_check_features(generated), seed)
     ref = _reference_subset(_check_features(reference_features, "reference features"), max_reference, seed)
     return float(_KIDReplicates(g, ref).many(np.ones((1, len(g))))[0])
 
@@ -296,10 +325,11 @@ def kid_interval(generated, reference_features, *, n_boot: int = N_BOOT, seed: i
                  max_reference: int | None = KID_MAX_REFERENCE) -> Interval:
     """KID with a ``level`` bootstrap interval over the generated set, the reference fixed.
 
-    The estimate uses every generated image against ``max_reference`` reference images (a seeded random
-    subset; ``None``: all); ``std`` is the spread over generated resamples.
+    The estimate uses every generated image (at most ``KID_MAX_GENERATED``, a seeded subset) against
+    ``max_reference`` reference images (a seeded random subset; ``None``: all); ``std`` is the spread over
+    generated resamples.
     """
-    g = _check_features(generated)
+    g = _generated_subset(_check_features(generated), seed)
     ref = _reference_subset(_check_features(reference_features, "reference features"), max_reference, seed)
     k = _KIDReplicates(g, ref)
     reps = k.many(bootstrap_counts(len(g), n_boot, seed))
@@ -332,6 +362,8 @@ def difference(a, b, reference, *, metric: str = "fid", paired: bool | None = No
     if paired and len(fa) != len(fb):
         raise DDLibError(f"a paired comparison needs equal sample counts, got {len(fa)} and {len(fb)}; "
                          "score both settings on the same seeds and n, or pass paired=False")
+    if metric == "kid":
+        fa, fb = _generated_subset(fa, seed), _generated_subset(fb, seed if paired else seed + 1)
     ra = _replicates(metric, fa, reference, max_reference, seed)
     rb = _replicates(metric, fb, reference, max_reference, seed)
     wa = bootstrap_counts(len(fa), n_boot, seed)
