@@ -178,7 +178,7 @@ def test_rank_names_a_best_only_when_resolved():
     text = u.leader_sentence(lead, comps)
     assert "not resolved against" in text and "no single best" in text
     lead, comps = u.rank({"good": sets["good"], "bad": sets["bad"]}, ref, n_boot=200)
-    assert lead == "good" and "resolved against all 1 others" in u.leader_sentence(lead, comps)
+    assert lead == "good" and "has the lowest FID, resolved against the other setting at n = 120" in u.leader_sentence(lead, comps)
 
 
 def test_unequal_sizes_cannot_be_paired():
@@ -229,7 +229,8 @@ def test_lab_ranks_rows_and_tables_show_intervals_n_and_ranking(tmp_path):
     ctx.table("demo", rows, "Demo", columns=["setting", "fid", "kid", "kid_std"])
     md = (ctx.tables_dir / "demo.md").read_text()
     assert "| setting | fid (n = 100) | fid lo | fid hi | fid vs lowest | kid (n = 100) | kid lo | kid hi | provenance |" in md
-    assert f"Ranking (paired bootstrap of the FID difference, same per-image seeds): Lowest FID at n = 100: {lead}, " \
+    assert "Ranking (paired bootstrap of the FID difference over the same image indices, i.e. the same " \
+           f"per-image seeds): Lowest FID at n = 100: {lead}, " \
            f"but not resolved against {other}" in md
 
 

@@ -150,7 +150,8 @@ def summary_table(ctx) -> object:
     prov = ("profile", "hardware", "wall_s", "n_samples", "reference")
 
     def scores(r: dict) -> dict:  # FID/KID with their intervals (absent in tables made before intervals existed)
-        return {k: r.get(k) for k in ("fid", "fid_lo", "fid_hi", "kid", "kid_lo", "kid_hi")}
+        return {"n": r.get("n_samples") if r.get("fid") is not None else None,
+                **{k: r.get(k) for k in ("fid", "fid_lo", "fid_hi", "kid", "kid_lo", "kid_hi")}}
 
     for r in _table(out, "ddpm")[:1]:
         rows.append({"experiment": "DDPM, CIFAR-10 (01)", "setting": r.get("sampler"), **scores(r), "verdict": None,
@@ -164,8 +165,11 @@ def summary_table(ctx) -> object:
                      **{k: best.get(k) for k in prov}})
     for r in _table(out, "fid_final"):
         real = r.get("sampler") == "—"
-        what = "real images: the FID floor (02)" if real else f"headline: {_lead_word(r) if r.get('fid_vs_lowest') == 'lowest' else 'contender'} DDIM setting (02)"
-        rows.append({"experiment": what, "setting": r.get("model") if real else f"S={r.get('steps')}, η={r.get('eta')}",
+        ddpm = str(r.get("sampler", "")).startswith("DDPM")
+        role = _lead_word(r) if r.get("fid_vs_lowest") == "lowest" else "contender"
+        what = "real images: the FID floor (02)" if real else f"headline: {role} {'DDPM' if ddpm else 'DDIM'} setting (02)"
+        setting = r.get("model") if real else (f"{r.get('steps')} steps" if ddpm else f"S={r.get('steps')}, η={r.get('eta')}")
+        rows.append({"experiment": what, "setting": setting,
                      **scores(r), "verdict": None if real else (_verdict(r) if r.get("fid_vs_lowest") == "lowest"
                                                                  else r.get("fid_vs_lowest")),
                      **{k: r.get(k) for k in prov}})
@@ -185,7 +189,7 @@ def summary_table(ctx) -> object:
     return ctx.table("summary", rows, "Table VI (analogue). Measured results of this report, one row per experiment",
                      notes=["wall_s: sampling + scoring time of that row (for the sampling-cost rows: the median "
                             "sampling time of one batch); training time is in each notebook's table.",
-                            "FIDs of different n (see each row's provenance) are not comparable: FID is biased upwards "
+                            "FIDs of different n (column n) are not comparable: FID is biased upwards "
                             "by roughly c/n. verdict: the paired-bootstrap comparison of the row within its own table "
                             "(the lowest-FID row's sentence, or the others' difference from it)."])
 

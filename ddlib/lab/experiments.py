@@ -166,13 +166,14 @@ def ddim_sweep(ctx, run, *, steps: Sequence[int], etas: Sequence[float], n: int,
 
 def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, reference_count: int | None,
               batch_size: int, seed: int = 0, clip: bool = False, real_dataset: str | None = None,
-              contenders: int = 2) -> list[dict]:
+              contenders: int = 2, with_ddpm: bool = False) -> list[dict]:
     """The headline FID: the sweep's lowest-FID (S, η) and the settings it did not resolve against, rescored at ``n``.
 
     FID is biased upwards at small n (:mod:`ddlib.metrics`), so the sweep ranks settings at its small, equal n; the
     lowest one, with up to ``contenders`` settings whose paired difference from it was not resolved there
     (``fid_vs_lowest`` of :func:`ddim_sweep`), is scored again with ``n`` samples on the same per-image seeds and
-    compared once more at that n (``fid_vs_lowest``, ``fid_ranking``). With ``real_dataset``, a last row scores ``n``
+    compared once more at that n (``fid_vs_lowest``, ``fid_ranking``); ``with_ddpm`` adds DDPM ancestral sampling
+    (T steps, same seeds) to that comparison. With ``real_dataset``, a last row scores ``n``
     real images of it (seeded subset) against the same reference: the floor at this n (use held-out images).
     """
     ranked = sorted((r for r in sweep_rows if r.get("fid") is not None), key=lambda r: r["fid"])
@@ -191,7 +192,18 @@ def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, r
                             sampler=_sampler_label("DDIM", clip), steps=int(r["steps"]), eta=float(r["eta"]),
                             train_steps=run.config.steps, **interval_columns(res), chosen_from=chosen,
                             sample_s=res["sample_s"]))
-    rank_rows(ctx, rows, [f"S={r['steps']}, η={r['eta']:g}" for r in rows], reference, reference_count)
+    labels = [f"S={r['steps']}, η={r['eta']:g}" for r in rows]
+    if with_ddpm:
+        T = run.config.num_train_timesteps
+        res = scored(ctx, run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
+                     batch_size=batch_size, seed=seed, clip=clip)
+        rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
+                            dataset=run.config.dataset, model=f"{run.config.preset} UNet",
+                            sampler=_sampler_label("DDPM ancestral", clip), steps=T, eta=None,
+                            train_steps=run.config.steps, **interval_columns(res), chosen_from="DDPM beside them",
+                            sample_s=res["sample_s"]))
+        labels.append(f"DDPM-{T}")
+    rank_rows(ctx, rows, labels, reference, reference_count)
     if real_dataset:
         rows.append(_floor_row(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count,
                                ref_label=ref_label, model=f"real images ({real_dataset})", sampler="—", steps=None,

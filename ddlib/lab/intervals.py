@@ -209,7 +209,8 @@ def table_view(columns: Sequence[str], rows: Sequence[dict]) -> tuple[list[str],
                      "which is biased upwards: read it against the real-image floor at the same n (docs/statistics.md).")
     lead = [r["fid_ranking"] for r in rows if r.get("fid_vs_lowest") == "lowest" and r.get("fid_ranking")]
     if lead:
-        notes.append("Ranking (paired bootstrap of the FID difference, same per-image seeds): " + lead[0])
+        notes.append("Ranking (paired bootstrap of the FID difference over the same image indices, i.e. the same "
+                     "per-image seeds): " + lead[0])
     floors = {(r["floor_dataset"], r["floor_n"], r["floor_fid"], r["floor_fid_lo"], r["floor_fid_hi"]) for r in rows
               if r.get("floor_fid") is not None}
     for ds, n, f, lo, hi in sorted(floors, key=str):

@@ -450,7 +450,8 @@ def leader_sentence(lead: str, comparisons: Sequence[Comparison]) -> str:
     metric, n = comparisons[0].metric.upper(), comparisons[0].delta.n
     tied = [c.label_b for c in comparisons if not c.resolved]
     if not tied:
-        return f"{lead} has the lowest {metric}, resolved against all {len(comparisons)} others at n = {n}."
+        others = "the other setting" if len(comparisons) == 1 else f"all {len(comparisons)} others"
+        return f"{lead} has the lowest {metric}, resolved against {others} at n = {n}."
     return (f"Lowest {metric} at n = {n}: {lead}, but not resolved against {', '.join(tied)} "
             f"({len(comparisons) - len(tied)} of {len(comparisons)} others resolved): no single best setting.")
 
