@@ -88,7 +88,8 @@ print(f"model: run {run.key} ({'reused' if run.reused else 'trained now'}), {con
 
 # %%
 rows = experiments.ddim_sweep(ctx, run, steps=ddim_steps, etas=ddim_etas, n=ddim_fid_samples, reference=fid_reference,
-                              reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised)
+                              reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised,
+                              real_dataset=final_real_dataset)
 ctx.table("ddim_steps", rows, "DDIM: FID and KID against steps S and η",
           columns=["sampler", "steps", "eta", "fid", "kid", "kid_std", "s_per_image"])
 
@@ -96,22 +97,24 @@ ctx.table("ddim_steps", rows, "DDIM: FID and KID against steps S and η",
 figures.show(figures.plot_lines(rows, "steps", "fid", ctx.figure("ddim_fid_vs_steps", f"FID of {ddim_fid_samples} DDIM "
             "samples against the number of steps S, one line per η (same model, same initial noise)."), group="eta",
             group_label="η", logx=True, title="DDIM: FID vs steps", xlabel="steps S", ylabel="FID"))
-figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_steps", "KID (mean ± std over subsets) "
-            "against S, one line per η."), group="eta", yerr="kid_std", group_label="η", logx=True,
+figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_steps", "KID ± its std over resamples of "
+            "the generated images against S, one line per η."), group="eta", yerr="kid_std", group_label="η", logx=True,
             title="DDIM: KID vs steps", xlabel="steps S", ylabel="KID"))
 
 # %% [markdown]
-# ## The headline number: the best setting, scored with more samples
+# ## The headline number: the leading settings, scored with more samples
 #
 # The sweep ranks settings at one small, equal sample count. FID at small $n$ is biased upwards (roughly by $c/n$),
-# so the lowest-FID setting is scored once more with `final_fid_samples` samples, beside as many held-out real images
-# scored the same way: the floor FID can reach at that count. This is the number to grade the model by.
+# so the lowest-FID setting — and the settings the sweep could not tell from it (a paired bootstrap interval of the
+# difference that holds 0) — are scored once more with `final_fid_samples` samples on the same seeds, beside as many
+# held-out real images scored the same way: the floor FID can reach at that count. This is the number to grade the model by.
 
 # %%
 final = experiments.final_fid(ctx, run, rows, n=final_fid_samples, reference=fid_reference,
                               reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised,
                               real_dataset=final_real_dataset) if final_fid_samples else []
-(ctx.table("fid_final", final, f"Headline FID: the best DDIM setting of the sweep, scored with {final_fid_samples} samples",
+(ctx.table("fid_final", final, f"Headline FID: the sweep's lowest-FID DDIM setting and those it did not resolve against, "
+           f"scored with {final_fid_samples} samples",
            columns=["model", "sampler", "steps", "eta", "train_steps", "fid", "kid", "kid_std", "chosen_from"])
  if final else "final_fid_samples is None in this profile: no headline FID")
 

@@ -113,6 +113,24 @@ def _measured(method, steps, eta, row, source) -> dict:
             "source": source, "profile": row.get("profile"), "hardware": row.get("hardware"), "wall_s": row.get("wall_s")}
 
 
+def _leader(rows: list[dict]) -> dict | None:
+    """The row a table's ranking marked lowest (:func:`ddlib.lab.intervals.rank_rows`), else the lowest FID."""
+    marked = [r for r in rows if r.get("fid_vs_lowest") == "lowest"]
+    if marked:
+        return marked[0]
+    return min((r for r in rows if isinstance(r.get("fid"), (int, float))), key=lambda r: r["fid"], default=None)
+
+
+def _lead_word(row: dict) -> str:
+    """"best" only when the row's paired comparisons resolved it against every other setting."""
+    return "best" if row.get("fid_lead_resolved") is True else "lowest-FID (not resolved)"
+
+
+def _verdict(row: dict) -> str | None:
+    """A row's ranking in words: the paired-bootstrap sentence of its table, if it has one."""
+    return row.get("fid_ranking") or None
+
+
 def literature_table(ctx) -> object:
     """Table I: the seed report's Table I row for row (with where each number was checked), each followed by this
     package's measurement of the same setting; then Table I (continued): the further published rows this report
@@ -138,10 +156,10 @@ def literature_table(ctx) -> object:
         if seed["dataset"] == "CIFAR-10":
             rows += measured_for(seed["steps"], seed["eta"])
         elif sweep:
-            best = min((r for r in sweep if isinstance(r.get("fid"), (int, float))), key=lambda r: r["fid"], default=None)
+            best = _leader(sweep)
             if best:
-                rows.append(_measured(f"latent DDIM + CFG, s={best.get('scale')} (this package)", best.get("steps"),
-                                      None, best, "measured: 03"))
+                rows.append(_measured(f"latent DDIM + CFG, {_lead_word(best)} s={best.get('scale')} (this package)",
+                                      best.get("steps"), None, best, "measured: 03"))
     columns = ["method", "dataset", "steps", "eta", "fid", "is", "source", "checked"]
     caveat = ("Measured rows use small models, few samples and the offline JPEG copies; their FIDs are not comparable "
               "with the published ones, only with each other at equal n and reference. IS: the standard Inception "
@@ -168,47 +186,61 @@ def literature_table(ctx) -> object:
 def summary_table(ctx) -> object:
     """Table VI analogue: one row per experiment of this report, with its headline metric and provenance."""
     out = ctx.out
+    prov = ("profile", "hardware", "wall_s", "n_samples", "reference")
+
+    def scores(r: dict) -> dict:  # FID/KID with their intervals (absent in tables made before intervals existed)
+        return {"n": r.get("n_samples") if r.get("fid") is not None else None,
+                **{k: r.get(k) for k in ("fid", "fid_lo", "fid_hi", "kid", "kid_lo", "kid_hi")}}
+
     rows = [{"experiment": f"seed report: {r['model']}, {r['dataset']}", "setting": f"S={r['sampling_steps']}",
-             "fid": r["fid"], "kid": None, "train_steps": r["train_steps"], "batch_size": r["batch_size"],
-             "profile": "seed report", "hardware": "not stated", "wall_s": None, "n_samples": None,
-             "reference": "not stated"} for r in SEED_TABLE_VI]
+             **scores({}), "fid": r["fid"], "verdict": None, "train_steps": r["train_steps"],
+             "batch_size": r["batch_size"], "profile": "seed report", "hardware": "not stated", "wall_s": None,
+             "n_samples": None, "reference": "not stated"} for r in SEED_TABLE_VI]
     train = (_table(out, "train_ddpm") or [{}])[0]
     trained = {"train_steps": train.get("steps"), "batch_size": train.get("batch_size")}
+    latent = (_table(out, "train_latent") or [{}])[0]
+    latent_trained = {"train_steps": latent.get("steps"), "batch_size": latent.get("batch_size")}
     for r in _table(out, "ddpm")[:1]:
-        rows.append({"experiment": "DDPM, CIFAR-10 (01)", "setting": r.get("sampler"), "fid": r.get("fid"),
-                     "kid": r.get("kid"), **trained, **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+        rows.append({"experiment": "DDPM, CIFAR-10 (01)", "setting": r.get("sampler"), **scores(r), "verdict": None,
+                     **trained, **{k: r.get(k) for k in prov}})
     ddim = _table(out, "ddim_steps")
+    lead = _leader(ddim) if ddim else None
     for eta in sorted({r.get("eta") for r in ddim}):
         best = min((r for r in ddim if r.get("eta") == eta), key=lambda r: r.get("fid") or float("inf"))
-        rows.append({"experiment": f"DDIM η={eta:g}, best S (02)", "setting": f"S={best.get('steps')}",
-                     "fid": best.get("fid"), "kid": best.get("kid"), **trained,
-                     **{k: best.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+        rows.append({"experiment": f"DDIM η={eta:g}, lowest-FID S (02)", "setting": f"S={best.get('steps')}",
+                     **scores(best), "verdict": (_verdict(best) if best is lead else best.get("fid_vs_lowest")),
+                     **trained, **{k: best.get(k) for k in prov}})
     for r in _table(out, "fid_final"):
         real = r.get("sampler") == "—"
-        rows.append({"experiment": "real images: the FID floor (02)" if real else "headline: best DDIM setting (02)",
-                     "setting": r.get("model") if real else f"S={r.get('steps')}, η={r.get('eta')}",
-                     "fid": r.get("fid"), "kid": r.get("kid"), **({} if real else trained),
-                     **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+        ddpm = str(r.get("sampler", "")).startswith("DDPM")
+        role = _lead_word(r) if r.get("fid_vs_lowest") == "lowest" else "contender"
+        what = "real images: the FID floor (02)" if real else f"headline: {role} {'DDPM' if ddpm else 'DDIM'} setting (02)"
+        setting = r.get("model") if real else (f"{r.get('steps')} steps" if ddpm else f"S={r.get('steps')}, η={r.get('eta')}")
+        rows.append({"experiment": what, "setting": setting,
+                     **scores(r), "verdict": None if real else (_verdict(r) if r.get("fid_vs_lowest") == "lowest"
+                                                                 else r.get("fid_vs_lowest")),
+                     **({} if real else trained), **{k: r.get(k) for k in prov}})
     for r in _table(out, "speed_memory"):
         rows.append({"experiment": f"sampling cost {r.get('sampler')} (02)", "setting": f"batch {r.get('batch_size')}",
-                     "fid": None, "kid": None, **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
-    latent = (_table(out, "train_latent") or [{}])[0]
-    for r in _table(out, "guidance_sweep"):
-        rows.append({"experiment": "latent DDIM + CFG (03)", "setting": f"scale s={r.get('scale')}", "fid": r.get("fid"),
-                     "kid": r.get("kid"), "train_steps": latent.get("steps"), "batch_size": latent.get("batch_size"), **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
-    for r in _table(out, "schedules"):
-        rows.append({"experiment": f"{r.get('schedule')} schedule (04)", "setting": f"{r.get('train_steps')} steps, {r.get('sampler')}",
-                     "fid": r.get("fid"), "kid": r.get("kid"),
-                     **{k: r.get(k) for k in ("profile", "hardware", "wall_s", "n_samples", "reference")}})
+                     **scores({}), "verdict": None, **{k: r.get(k) for k in prov}})
+    for name, what, setting in (("guidance_sweep", lambda r: "latent DDIM + CFG (03)", lambda r: f"scale s={r.get('scale')}"),
+                                ("schedules", lambda r: f"{r.get('schedule')} schedule (04)",
+                                 lambda r: f"{r.get('train_steps')} steps, {r.get('sampler')}")):
+        for r in _table(out, name):
+            rows.append({"experiment": what(r), "setting": setting(r), **scores(r),
+                         "verdict": _verdict(r) if r.get("fid_vs_lowest") == "lowest" else r.get("fid_vs_lowest"),
+                         **(latent_trained if name == "guidance_sweep" else {}), **{k: r.get(k) for k in prov}})
     if not rows:
-        rows.append({"experiment": "no experiment results found", "setting": None, "fid": None, "kid": None,
+        rows.append({"experiment": "no experiment results found", "setting": None, **scores({}), "verdict": None,
                      "profile": ctx.profile, "hardware": ctx.hardware, "wall_s": None, "n_samples": None, "reference": None})
     return ctx.table("summary", rows, "Table VI (analogue). Measured results of this report, one row per experiment",
                      notes=["The first rows are the seed report's Table VI as printed: it states neither the number of "
-                            "samples behind its FIDs nor their reference; its DDIM section samples with S = 250 steps. "
-                            "Compare FIDs only at equal n and reference (the n column).",
+                            "samples behind its FIDs nor their reference; its DDIM section samples with S = 250 steps.",
                             "wall_s: sampling + scoring time of that row (for the sampling-cost rows: the median "
-                            "sampling time of one batch); training time is in each notebook's table."])
+                            "sampling time of one batch); training time is in each notebook's table.",
+                            "FIDs of different n (column n) are not comparable: FID is biased upwards "
+                            "by roughly c/n. verdict: the paired-bootstrap comparison of the row within its own table "
+                            "(the lowest-FID row's sentence, or the others' difference from it)."])
 
 
 def errata():

@@ -110,9 +110,13 @@ class Context:
             missing = [c for c in PROVENANCE_COLUMNS if c not in r]
             if missing:
                 raise DDLibError(f"table {name!r}: a row lacks provenance column(s) {', '.join(missing)}; build rows with ctx.row()")
+        from ddlib.lab.intervals import table_view
+
         columns = list(columns) if columns is not None else [c for c in rows[0] if c not in PROVENANCE_COLUMNS]
+        columns, headers, auto_notes = table_view(columns, rows)  # FID/KID intervals, n in the header, ranking
         md_rows, keys = provenance_keys(rows, columns)
-        notes = [*notes, "Provenance: " + "; ".join(f"[{k}] {v}" for v, k in keys.items()) + "."]
+        md_rows = [{headers.get(k, k): v for k, v in r.items()} for r in md_rows]
+        notes = [*notes, *auto_notes, "Provenance: " + "; ".join(f"[{k}] {v}" for v, k in keys.items()) + "."]
         _, md = write_table(rows, self.tables_dir / name, title, md_rows=md_rows, notes=notes, digits=digits)
         self._index(self.tables_dir, name, {"title": title})
         return markdown(md.read_text())
@@ -212,11 +216,12 @@ class Context:
         ``reference``: a data set spec (``count``: a seeded random subset of it) or a name registered
         with :meth:`image_reference`.
         """
-        from ddlib.metrics import FIDStatistics, compute_features, fid, kid
+        from ddlib.lab.intervals import features
+        from ddlib.metrics import FIDStatistics, fid, kid
 
         t0 = time.perf_counter()
         ref_feats, ref = self._reference(reference, count)
-        feats = compute_features(images, device=self.device_str, progress=False)
+        feats, _ = features(self, images)  # cached by the images' sha1: the intervals bootstrap them
         value = fid(FIDStatistics.from_features(feats), ref, features_a=feats)
         kid_mean, kid_std = kid(feats, ref_feats, subset_size=min(1000, len(feats), len(ref_feats)))
         return {"fid": round(value, 3), "kid": round(kid_mean, 5), "kid_std": round(kid_std, 5),

@@ -17,6 +17,9 @@ import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
+from ddlib.lab.intervals import (
+    METHOD as INTERVAL_METHOD, floor_columns, interval_columns, rank_rows, real_floor, score_interval,
+)
 from ddlib.train import TrainConfig
 
 
@@ -77,6 +80,27 @@ def real_score(ctx, dataset: str, n: int, *, seed: int, reference: str, referenc
                                      "reference_count": reference_count}, real)
 
 
+def scored(ctx, run, *, reference: str, reference_count: int | None, inception_score: bool = False, **sample) -> dict:
+    """:meth:`~ddlib.lab.context.Context.sample_and_score` with FID/KID intervals over the generated set.
+
+    ``sample``: the arguments of :meth:`~ddlib.lab.context.Context.samples` (n, sampler, num_steps, eta, seed,
+    batch_size, clip, …). The result's fid/kid/kid_std are those of :func:`ddlib.lab.intervals.score_interval`
+    (KID: every generated image against the reference, its spread over generated resamples), with
+    fid_lo/fid_hi/kid_lo/kid_hi and ``features`` (the key of the samples' cached Inception features).
+    """
+    res = ctx.sample_and_score(run, reference=reference, reference_count=reference_count,
+                               inception_score=inception_score, **sample)
+    images = ctx.samples(run, **sample)["images"]
+    return {**res, **interval_columns(score_interval(ctx, images, reference, reference_count))}
+
+
+def _floor_row(ctx, real_dataset: str, n: int, *, seed: int, reference: str, reference_count: int | None,
+               ref_label: str, **blank) -> dict:
+    r = real_floor(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count)
+    return ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
+                   **{k: v for k, v in blank.items() if k not in ("fid", "kid")}, **interval_columns(r))
+
+
 def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None, batch_size: int, seed: int = 0,
                real_dataset: str | None = None, clip: bool = False) -> list[dict]:
     """DDPM ancestral samples' FID/KID (and the IS cell), plus the same metrics for ``n`` real images.
@@ -85,22 +109,20 @@ def ddpm_table(ctx, run, *, n: int, reference: str, reference_count: int | None,
     biased upwards at small n (see :mod:`ddlib.metrics`), so compare a model's FID with it, not with 0.
     """
     ref_label = ctx.reference_label(reference, reference_count)
-    res = ctx.sample_and_score(run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
-                               batch_size=batch_size, seed=seed, inception_score=True, clip=clip)
+    res = scored(ctx, run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
+                 batch_size=batch_size, seed=seed, inception_score=True, clip=clip)
     is_cell = res.get("inception_score")
     trained_steps = run.config.steps
     rows = [ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
                     model=f"{run.config.preset} UNet",
                     sampler=_sampler_label("DDPM ancestral", clip), steps=run.config.num_train_timesteps,
                     train_steps=trained_steps,
-                    fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"], inception_score=is_cell,
+                    **interval_columns(res), inception_score=is_cell,
                     sample_s=res["sample_s"], train_s=run.wall_s)]
     if real_dataset:
-        r = real_score(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count)
-        rows.append(ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
-                            model=f"real images ({real_dataset}, random {n})", sampler="—", steps=None, train_steps=None,
-                            fid=r["fid"], kid=r["kid"], kid_std=r["kid_std"], inception_score=None, sample_s=None,
-                            train_s=None))
+        rows.append(_floor_row(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count,
+                               ref_label=ref_label, model=f"real images ({real_dataset}, random {n})", sampler="—",
+                               steps=None, train_steps=None, inception_score=None, sample_s=None, train_s=None))
     return rows
 
 
@@ -118,45 +140,74 @@ def sample_grid(ctx, run, *, n: int, pool: int | None = None, sampler: str = "dd
 
 
 def ddim_sweep(ctx, run, *, steps: Sequence[int], etas: Sequence[float], n: int, reference: str,
-               reference_count: int | None, batch_size: int, seed: int = 0, clip: bool = False) -> list[dict]:
-    """FID/KID of DDIM samples for every (S, η), same model, same n, same initial noise seeds."""
+               reference_count: int | None, batch_size: int, seed: int = 0, clip: bool = False,
+               real_dataset: str | None = None) -> list[dict]:
+    """FID/KID (with intervals) of DDIM samples for every (S, η), same model, same n, same per-image seeds.
+
+    Every row is compared with the lowest-FID row by a paired bootstrap (``fid_vs_lowest``, ``fid_ranking``:
+    :func:`ddlib.lab.intervals.rank_rows`). With ``real_dataset``, each row carries the real-image floor at n.
+    """
     ref_label = ctx.reference_label(reference, reference_count)
+    floor = {}
+    if real_dataset:
+        fl = real_floor(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count)
+        floor = floor_columns(fl, real_dataset)
     rows = []
     for eta in etas:
         for s in steps:
-            res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(s), eta=float(eta), reference=reference,
-                                       reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
+            res = scored(ctx, run, n=n, sampler="ddim", num_steps=int(s), eta=float(eta), reference=reference,
+                         reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
             rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
                                 dataset=run.config.dataset, sampler=_sampler_label("DDIM", clip),
-                                steps=int(s), eta=float(eta), fid=res["fid"], kid=res["kid"], kid_std=res["kid_std"],
-                                sample_s=res["sample_s"], s_per_image=round(res["sample_s"] / n, 3)))
-    return rows
+                                steps=int(s), eta=float(eta), **interval_columns(res),
+                                sample_s=res["sample_s"], s_per_image=round(res["sample_s"] / n, 3), **floor))
+    return rank_rows(ctx, rows, [f"S={r['steps']}, η={r['eta']:g}" for r in rows], reference, reference_count)
 
 
 def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, reference_count: int | None,
-              batch_size: int, seed: int = 0, clip: bool = False, real_dataset: str | None = None) -> list[dict]:
-    """The headline FID: the sweep's lowest-FID (S, η) scored again with ``n`` samples.
+              batch_size: int, seed: int = 0, clip: bool = False, real_dataset: str | None = None,
+              contenders: int = 2, with_ddpm: bool = False) -> list[dict]:
+    """The headline FID: the sweep's lowest-FID (S, η) and the settings it did not resolve against, rescored at ``n``.
 
-    FID is biased upwards at small n (:mod:`ddlib.metrics`), so the sweep ranks settings at its small, equal n and
-    the chosen one is scored once with many samples. With ``real_dataset``, a second row scores ``n`` real images
-    of it (seeded subset) against the same reference: the floor at this n (use held-out images, e.g. the test split).
+    FID is biased upwards at small n (:mod:`ddlib.metrics`), so the sweep ranks settings at its small, equal n; the
+    lowest one, with up to ``contenders`` settings whose paired difference from it was not resolved there
+    (``fid_vs_lowest`` of :func:`ddim_sweep`), is scored again with ``n`` samples on the same per-image seeds and
+    compared once more at that n (``fid_vs_lowest``, ``fid_ranking``); ``with_ddpm`` adds DDPM ancestral sampling
+    (T steps, same seeds) to that comparison. With ``real_dataset``, a last row scores ``n``
+    real images of it (seeded subset) against the same reference: the floor at this n (use held-out images).
     """
-    best = min(sweep_rows, key=lambda r: r["fid"])
+    ranked = sorted((r for r in sweep_rows if r.get("fid") is not None), key=lambda r: r["fid"])
+    best, n_sweep = ranked[0], ranked[0]["n_samples"]
+    tied = [r for r in ranked[1:] if str(r.get("fid_vs_lowest", "")).startswith("not resolved")]
     ref_label = ctx.reference_label(reference, reference_count)
-    res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=int(best["steps"]), eta=float(best["eta"]),
-                               reference=reference, reference_count=reference_count, batch_size=batch_size, seed=seed,
-                               clip=clip)
-    chosen = f"lowest FID of {len(sweep_rows)} settings at n={best['n_samples']}"
-    rows = [ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
-                    model=f"{run.config.preset} UNet", sampler=_sampler_label("DDIM", clip), steps=int(best["steps"]),
-                    eta=float(best["eta"]), train_steps=run.config.steps, fid=res["fid"], kid=res["kid"],
-                    kid_std=res["kid_std"], chosen_from=chosen, sample_s=res["sample_s"])]
+    rows = []
+    for r in [best, *tied[:max(contenders, 0)]]:
+        res = scored(ctx, run, n=n, sampler="ddim", num_steps=int(r["steps"]), eta=float(r["eta"]), reference=reference,
+                     reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
+        chosen = (f"lowest FID of {len(sweep_rows)} settings at n={n_sweep}" + (
+                  f", not resolved there against {len(tied)} other(s)" if tied else ", resolved against all")
+                  if r is best else f"not resolved against the lowest at n={n_sweep}")
+        rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
+                            dataset=run.config.dataset, model=f"{run.config.preset} UNet",
+                            sampler=_sampler_label("DDIM", clip), steps=int(r["steps"]), eta=float(r["eta"]),
+                            train_steps=run.config.steps, **interval_columns(res), chosen_from=chosen,
+                            sample_s=res["sample_s"]))
+    labels = [f"S={r['steps']}, η={r['eta']:g}" for r in rows]
+    if with_ddpm:
+        T = run.config.num_train_timesteps
+        res = scored(ctx, run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
+                     batch_size=batch_size, seed=seed, clip=clip)
+        rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label,
+                            dataset=run.config.dataset, model=f"{run.config.preset} UNet",
+                            sampler=_sampler_label("DDPM ancestral", clip), steps=T, eta=None,
+                            train_steps=run.config.steps, **interval_columns(res), chosen_from="DDPM beside them",
+                            sample_s=res["sample_s"]))
+        labels.append(f"DDPM-{T}")
+    rank_rows(ctx, rows, labels, reference, reference_count)
     if real_dataset:
-        r = real_score(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count)
-        rows.append(ctx.row(wall_s=r["score_s"], n_samples=r["n_samples"], reference=ref_label, dataset=real_dataset,
-                            model=f"real images ({real_dataset})", sampler="—", steps=None, eta=None, train_steps=None,
-                            fid=r["fid"], kid=r["kid"], kid_std=r["kid_std"], chosen_from="the floor at this n",
-                            sample_s=None))
+        rows.append(_floor_row(ctx, real_dataset, n, seed=seed, reference=reference, reference_count=reference_count,
+                               ref_label=ref_label, model=f"real images ({real_dataset})", sampler="—", steps=None,
+                               eta=None, train_steps=None, chosen_from="the floor at this n", sample_s=None))
     return rows
 
 
@@ -215,13 +266,14 @@ def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, se
 
 def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: str, reference_count: int | None,
                         batch_size: int, seed: int = 0, clip: bool = False) -> list[dict]:
-    """One row per schedule: ᾱ at the last step, final loss, FID/KID of DDIM samples at equal training steps."""
+    """One row per schedule: ᾱ at the last step, final loss, FID/KID (intervals) of DDIM samples at equal training
+    steps, same per-image seeds; each compared with the lowest-FID schedule (:func:`ddlib.lab.intervals.rank_rows`)."""
     ref_label = ctx.reference_label(reference, reference_count)
     rows = []
     for name, run in runs.items():
         s = run.config.make_schedule()
-        res = ctx.sample_and_score(run, n=n, sampler="ddim", num_steps=ddim_steps, eta=0.0, reference=reference,
-                                   reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
+        res = scored(ctx, run, n=n, sampler="ddim", num_steps=ddim_steps, eta=0.0, reference=reference,
+                     reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
         log = run.log()
         tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
         T = len(s)
@@ -229,10 +281,9 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
                             train_steps=run.config.steps, alpha_bar_last=float(s.alphas_cumprod[-1]),
                             log10_snr_mid=round(math.log10(float(s.snr[T // 2])), 3),
                             final_loss=round(sum(tail) / len(tail), 5) if tail else None,
-                            sampler=_sampler_label(f"DDIM-{ddim_steps} η=0", clip), fid=res["fid"], kid=res["kid"],
-                            kid_std=res["kid_std"],
+                            sampler=_sampler_label(f"DDIM-{ddim_steps} η=0", clip), **interval_columns(res),
                             train_s=run.wall_s))
-    return rows
+    return rank_rows(ctx, rows, [f"{r['schedule']}" for r in rows], reference, reference_count)
 
 
 def elapsed(ctx) -> float:
@@ -319,10 +370,13 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
         rows.insert(0, real)
         from ddlib.data import images_sha1
 
-        key = {"vae": vae_run.key, "images": images_sha1(images), "reference": reference_label}
-        scores = ctx.cached("vae_fid", key, lambda: {"scores": [ctx.score(x, reference) for x in (images, recon, bicubic)]})
+        key = {"vae": vae_run.key, "images": images_sha1(images), "reference": reference_label,
+               "method": INTERVAL_METHOD}
+        scores = ctx.cached("vae_fid", key, lambda: {"scores": [score_interval(ctx, x, reference)
+                                                                for x in (images, recon, bicubic)]})
         for row, score in zip(rows, scores["scores"]):
-            row.update(fid=score["fid"], kid=score["kid"], kid_std=score["kid_std"], fid_reference=reference_label)
+            row.update(**interval_columns(score), fid_reference=reference_label)
+        rank_rows(ctx, rows[1:], ["VAE reconstructions", "bicubic"], reference, None)  # paired: the same images
     k = min(8, len(images))
     return rows, [images[:k], recon[:k], bicubic[:k]]
 
@@ -359,7 +413,8 @@ def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int 
 def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, scales: Sequence[float], n: int,
                    num_steps: int, reference: str, reference_label: str, batch_size: int, classes: Sequence[int],
                    seed: int = 0) -> list[dict]:
-    """The classifier-free guidance sweep (:func:`ddlib.lab.sweep.guidance_sweep`): FID, KID, class consistency per scale s.
+    """The classifier-free guidance sweep (:func:`ddlib.lab.sweep.guidance_sweep`): FID, KID (intervals), class
+    consistency per scale s; every scale compared with the lowest-FID one on the same seeds and labels.
 
     ``classes``: the labels the model was trained on (``data.labels_present``); the samples cycle through them.
     """
@@ -368,24 +423,26 @@ def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, 
     from ddlib.vae import load_vae
 
     key = {"ldm": ldm_run.key, "vae": vae_run.key, "classifier": classifier_info, "scales": [float(s) for s in scales],
-           "n": n, "num_steps": num_steps, "reference": reference_label, "seed": seed, "classes": list(classes)}
+           "n": n, "num_steps": num_steps, "reference": reference_label, "seed": seed, "classes": list(classes),
+           "intervals": INTERVAL_METHOD}
 
     def sweep() -> dict:
         trained = load_trained(ldm_run.run_dir, device=ctx.device)
         vae = load_vae(vae_run.run_dir, device=ctx.device)
         recs = guidance_sweep(trained.model, trained.schedule, list(scales), n, classifier, num_steps=num_steps,
                               seed=seed, batch_size=batch_size, decode=vae.decode, classes=list(classes),
-                              metrics=lambda images: ctx.score(images, reference))
+                              metrics=lambda images: {**ctx.score(images, reference),
+                                                      **score_interval(ctx, images, reference)})
         return {"records": recs, "hardware": ctx.hardware}
 
     res = ctx.cached("guidance_sweep", key, sweep)
     rows = []
     for r in res["records"]:
         rows.append(ctx.row(wall_s=r["sample_seconds"] + r.get("score_s", 0.0), n_samples=r["n"], reference=reference_label,
-                            dataset=ldm_run.config.dataset, scale=r["scale"], steps=num_steps, fid=r["fid"], kid=r["kid"],
-                            kid_std=r["kid_std"], class_consistency=round(r["class_consistency"], 4),
+                            dataset=ldm_run.config.dataset, scale=r["scale"], steps=num_steps,
+                            **interval_columns(r), class_consistency=round(r["class_consistency"], 4),
                             classifier_val_acc=classifier_info["val_accuracy"], sample_s=r["sample_seconds"]))
-    return rows
+    return rank_rows(ctx, rows, [f"s={r['scale']:g}" for r in rows], reference, None)
 
 
 def per_class_samples(ctx, ldm_run, vae_run, *, classes: Sequence[int], per_class: int, scale: float, num_steps: int,
