@@ -171,8 +171,9 @@ def test_tables_carry_provenance_and_round_trip(tmp_path):
     shown = ctx.table("demo", rows, "Demo table", columns=["sampler", "steps", "fid"])
     md = (ctx.tables_dir / "demo.md").read_text()
     assert md.startswith("### Demo table\n") and "a \\| b" not in md  # only the chosen columns + provenance
-    assert "| sampler | steps | fid | provenance |" in md and "| n samples |" not in md
-    assert f"| DDIM | 50 | 12.35 | unit · {ctx.hardware} · 1.23 s · n = 50 · ref cifar10:test (10000 images) |" in md
+    assert "| sampler | steps | fid | n | wall s | prov. |" in md and "| n samples |" not in md
+    assert "| DDIM | 50 | 12.35 | 50 | 1.234 | a |" in md
+    assert f"*Provenance: [a] unit · {ctx.hardware} · ref cifar10:test (10000 images).*" in md
     assert shown is not None
     back = read_table(ctx.tables_dir / "demo.csv")
     assert back[0]["fid"] == pytest.approx(12.3456789) and back[0]["n_samples"] == 50 and back[0]["profile"] == "unit"
