@@ -260,6 +260,9 @@ def fit(
     (:func:`ddlib.device.fast_memory_format`); it changes speed and float rounding, not the algorithm.
     With ``DDLIB_CUDA_GRAPHS=1`` each step on CUDA is replayed from a CUDA graph (:mod:`ddlib.accel.graphs`); otherwise,
     and always on a CPU, the same step runs eagerly.
+    Under torchrun (:mod:`ddlib.distributed`) ``cfg.batch_size`` is the global batch: each rank trains on its rows
+    of it, with every random number drawn for the whole batch, and DDP averages the gradients, so the run equals
+    the single-process run up to float reduction order; rank 0 alone writes files (docs/distributed.md).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
