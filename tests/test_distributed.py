@@ -242,3 +242,21 @@ def test_torchrun_cli_trains_and_an_indivisible_batch_is_one_error(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0
     assert "error: the global batch_size 7 does not split over 2 processes" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_rank_stops_the_job_instead_of_hanging(tmp_path):
+    """Rank 1 raises while rank 0 waits for it in a collective: torchrun ends the job with rank 1's error."""
+    script = tmp_path / "fail.py"
+    script.write_text("from ddlib import distributed\n"
+                      "with distributed.session('cpu'):\n"
+                      "    if distributed.rank() == 1:\n"
+                      "        raise RuntimeError('rank 1 fails on purpose')\n"
+                      "    distributed.barrier()\n"
+                      "    print('rank 0 passed the barrier')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "DDLIB_DIST_TIMEOUT": "120"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(_free_port()), str(script)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0
+    assert "rank 1 fails on purpose" in done.stderr and "passed the barrier" not in done.stdout
