@@ -69,6 +69,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ddlib import distributed
 from ddlib.errors import DDLibError
 
 __all__ = [
@@ -205,7 +206,8 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: f
     ``x``'s device without one); the result lives on ``x``'s device.
     """
     device = generator.device if generator is not None else x.device
-    flip = (torch.rand(x.shape[0], generator=generator, device=device) < p).to(x.device)  # (B,)
+    u = distributed.rows(lambda n: torch.rand(n, generator=generator, device=device), x.shape[0])  # (B,)
+    flip = (u < p).to(x.device)
     return torch.where(flip.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ddlib import distributed
 from ddlib.data import to_uint8
 from ddlib.errors import DDLibError
 from ddlib.accel.graphs import graphed
@@ -56,11 +57,16 @@ def generate(
     batch_size: int = 256,
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
+    shard: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sample ``num`` images; returns (uint8 images (N, C, H, W) on the CPU, labels or None).
 
     For a class-conditional model, ``labels`` (N,) or ``label`` choose the classes (default: cycle
     through all) and ``guidance`` is the classifier-free guidance scale s (1 = conditional).
+    ``shard``: in a torchrun job (:mod:`ddlib.distributed`) each rank samples a contiguous block of the batches
+    and every rank gets all ``num`` images in index order; a batch is made exactly as one process makes it
+    (same images, same seeds, same generator), so the images do not depend on the number of ranks. Every rank
+    must call it then; ``shard=False`` makes all images in this process.
     """
     if sampler not in SAMPLERS:
         raise DDLibError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -77,7 +83,11 @@ def generate(
     shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
     out = []
     starts = range(0, num, batch_size)
-    for b, start in enumerate(tqdm(starts, desc=f"sample {num}", disable=not progress or len(starts) == 1)):
+    sharded = shard and distributed.world() > 1
+    first, stop = distributed.shard_range(len(starts)) if sharded else (0, len(starts))  # this rank's batches
+    mine = list(enumerate(starts))[first:stop]
+    quiet = not progress or len(mine) <= 1 or not distributed.is_main()
+    for b, start in tqdm(mine, desc=f"sample {num}", disable=quiet):
         n = min(batch_size, num - start)
         x_T = initial_noise(shape, list(range(seed + start, seed + start + n)), device)
         g = torch.Generator(device=device).manual_seed(seed * 7_919 + b)
@@ -90,4 +100,7 @@ def generate(
         if decode is not None:
             x = decode(x)
         out.append(to_uint8(x).cpu())
-    return torch.cat(out), labels
+    if not sharded:
+        return torch.cat(out), labels
+    mine = torch.cat(out) if out else torch.zeros((0,), dtype=torch.uint8)  # a rank may have no batch
+    return distributed.all_gather_rows(mine), labels

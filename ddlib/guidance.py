@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddlib import distributed
 from ddlib.errors import DDLibError
 
 
@@ -22,7 +23,7 @@ def drop_labels(y: torch.Tensor, p_uncond: float, null_class: int, generator: to
     """Replace each label by ``null_class`` independently with probability ``p_uncond``."""
     if not 0.0 <= p_uncond <= 1.0:
         raise DDLibError(f"p_uncond must lie in [0, 1], got {p_uncond}")
-    drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond
+    drop = distributed.rows(lambda n: torch.rand((n, *y.shape[1:]), generator=generator, device=y.device), len(y)) < p_uncond
     return torch.where(drop, torch.full_like(y, null_class), y)
 
 

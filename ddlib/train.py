@@ -18,6 +18,7 @@ an evaluator (e.g. FID during training) is given.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ddlib import distributed
 from ddlib.checkpoint import CHECKPOINT, check_config, load_checkpoint, run_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
@@ -265,20 +267,28 @@ def fit(
     (:func:`ddlib.device.fast_memory_format`); it changes speed and float rounding, not the algorithm.
     With ``DDLIB_CUDA_GRAPHS=1`` each step on CUDA is replayed from a CUDA graph (:mod:`ddlib.accel.graphs`); otherwise,
     and always on a CPU, the same step runs eagerly.
+    Under torchrun (:mod:`ddlib.distributed`) ``cfg.batch_size`` is the global batch: each rank trains on its rows
+    of it, with every random number drawn for the whole batch, and DDP averages the gradients, so the run equals
+    the single-process run up to float reduction order; rank 0 alone writes files (docs/distributed.md).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(device)
+    n_ranks, main = distributed.world(), distributed.is_main()
+    rows = rank_rows(cfg.batch_size)  # this rank's rows [start, stop) of every global batch
+    device = distributed.local_device(device)
     model = model.to(device, memory_format=memory_format)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    capture = graphs_enabled(device)
+    capture = graphs_enabled(device) and not distributed.is_initialized()  # DDP's collectives are not recorded
     opt = make_optimizer(model.parameters(), cfg, device, capturable=capture)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: warmup_factor(k, cfg.warmup_steps))
     amp = autocast_dtype(cfg.precision, device)
 
     ckpt_path, log_path, eval_path = out_dir / CHECKPOINT, out_dir / "log.jsonl", out_dir / "eval.jsonl"
     step = 0
-    if resume and ckpt_path.exists():
+    if resume and distributed.broadcast_object(ckpt_path.exists()):  # rank 0 decides; every rank reads the file
+        if not ckpt_path.exists():
+            raise DDLibError(f"rank {distributed.rank()} cannot see {ckpt_path}, which rank 0 resumes from; "
+                             f"put --out on a filesystem that every node shares")
         state = load_checkpoint(ckpt_path, map_location=device)
         check_config(state, identity, ckpt_path)
         model.load_state_dict(state["model"])
@@ -286,37 +296,42 @@ def fit(
         load_optimizer_state(opt, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        for p in (log_path, eval_path):
-            _truncate_log(p, step)
-    else:
+        if main:
+            for p in (log_path, eval_path):
+                _truncate_log(p, step)
+    elif main:
         for p in (log_path, eval_path):
             p.unlink(missing_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if main:
+        (out_dir / "config.json").write_text(json.dumps({**cfg.to_dict(), "world_size": n_ranks}, indent=2) + "\n")
+    net = _data_parallel(model, device)  # what the loss calls: the model, or DDP around it under torchrun
 
-    def checkpoint(k: int) -> None:
-        save_checkpoint(
-            {"step": k, "config": identity, "run_config": cfg.to_dict(), "model": model.state_dict(),
-             "ema": ema.state_dict(), "optimizer": optimizer_state(opt), "scheduler": scheduler_state(sched),
-             **(extra_state or {})},
-            ckpt_path,
-        )
+    def checkpoint(k: int) -> None:  # the same on every rank, so rank 0 alone writes it; no per-rank state
+        if main:
+            save_checkpoint(
+                {"step": k, "config": identity, "run_config": cfg.to_dict(), "model": model.state_dict(),
+                 "ema": ema.state_dict(), "optimizer": optimizer_state(opt), "scheduler": scheduler_state(sched),
+                 "world_size": n_ranks, **(extra_state or {})},
+                ckpt_path,
+            )
 
-    def evaluate(k: int) -> None:
+    def evaluate(k: int) -> None:  # on every rank (a distributed evaluator shares out its work); rank 0 writes
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             record = {"step": k, **evaluator(ema, k)}
-        with eval_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main:
+            with eval_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
 
     images = data.images.to(device)  # uint8 stays uint8 on the device; converted per batch
     labels = data.labels.to(device)
     # the step reads its batch from these fixed tensors, so that it can be replayed as a CUDA graph (ddlib.accel.graphs)
-    x_static = torch.zeros((cfg.batch_size, *images.shape[1:]), device=device).contiguous(memory_format=memory_format)
-    y_static = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)
+    x_static = torch.zeros((rows.stop - rows.start, *images.shape[1:]), device=device).contiguous(memory_format=memory_format)
+    y_static = torch.zeros(rows.stop - rows.start, dtype=torch.long, device=device)
 
     def train_step() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None, cache_enabled=False):
-            loss = loss_fn(model, x_static, y_static)
+            loss = loss_fn(net, x_static, y_static)
         loss.backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -326,7 +341,7 @@ def fit(
     step_fn = StepGraph(train_step, capture=capture)
     model.train()
     loss_sum, loss_count, t_last, step_last = torch.zeros((), device=device), 0, time.perf_counter(), step
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and main), dynamic_ncols=True)
     order, order_epoch = None, None  # this epoch's permutation, copied to the device once per epoch
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         while step < cfg.steps:
@@ -334,14 +349,15 @@ def fit(
             epoch, k = batch_position(len(images), cfg.batch_size, step)
             if epoch != order_epoch:  # a copy from pageable memory waits for the GPU: once an epoch, not every step
                 order, order_epoch = epoch_permutation(len(images), epoch, cfg.seed).to(device), epoch
-            idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
-            x = images[idx]  # (B, C, H, W)
-            x = to_model_range(x) if x.dtype == torch.uint8 else x  # pixels to [-1, 1]; float data (latents) as is
-            if cfg.hflip:
-                x = random_hflip(x)
-            x_static.copy_(x)
-            y_static.copy_(labels[idx])
-            loss = step_fn()
+            idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size][rows.start : rows.stop]  # this rank's rows
+            with _global_draws(rows, cfg.batch_size):  # flips, t, ε, … drawn for the global batch, rows kept
+                x = images[idx]  # (B, C, H, W)
+                x = to_model_range(x) if x.dtype == torch.uint8 else x  # pixels to [-1, 1]; float data (latents) as is
+                if cfg.hflip:
+                    x = random_hflip(x)
+                x_static.copy_(x)
+                y_static.copy_(labels[idx])
+                loss = step_fn()
             sched.step()  # writes the new rate into the optimizer's lr tensor, which a recorded step reads
             ema_update(ema, model, ema_decay_at(step, cfg.ema_decay))
             loss_sum += loss
@@ -349,15 +365,16 @@ def fit(
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
-                mean_loss = (loss_sum / loss_count).item()  # the only host sync, once per log interval
+                mean_loss = (distributed.all_reduce_mean(loss_sum) / loss_count).item()  # the only host sync per log interval
                 if not math.isfinite(mean_loss):
                     raise DDLibError(f"loss became {mean_loss} at step {step}; lower --lr or enable --grad-clip")
                 now = time.perf_counter()
                 record = {"step": step, "loss": mean_loss, "lr": float(sched.get_last_lr()[0]),
                           "img_per_s": (step - step_last) * cfg.batch_size / max(now - t_last, 1e-9),
-                          "cuda_graph": step_fn.captured}
-                with log_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+                          "cuda_graph": step_fn.captured, "world_size": n_ranks}
+                if main:
+                    with log_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 loss_sum.zero_()
                 loss_count, t_last, step_last = 0, now, step
@@ -367,8 +384,35 @@ def fit(
                 ema.eval()
                 evaluate(step)
     bar.close()
+    distributed.barrier()  # every rank returns once rank 0 has written the last checkpoint
     model.eval()
     return TrainResult(model=model, ema=ema, step=step, out_dir=out_dir)
+
+
+def rank_rows(batch_size: int) -> distributed.BatchShard:
+    """This rank's rows of a global batch of ``batch_size`` (all of them in a single process); equal shards."""
+    n_ranks = distributed.world()
+    if batch_size % n_ranks:
+        raise DDLibError(f"the global batch_size {batch_size} does not split over {n_ranks} processes; "
+                         f"use a multiple of {n_ranks} or another --nproc_per_node")
+    start, stop = distributed.shard_range(batch_size)
+    return distributed.BatchShard(start, stop, batch_size)
+
+
+def _global_draws(rows: distributed.BatchShard, batch_size: int):
+    """Under torchrun: a :func:`ddlib.distributed.batch_shard` for ``rows``; in a single process, nothing."""
+    if not distributed.is_initialized():
+        return contextlib.nullcontext()
+    return distributed.batch_shard(rows.start, rows.stop, batch_size)
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel when several processes train it (gradients averaged); else itself."""
+    if distributed.world() == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def diffusion_loss(schedule: NoiseSchedule, class_conditional: bool = False, p_uncond: float = 0.1, null_class: int = 0):
@@ -376,8 +420,8 @@ def diffusion_loss(schedule: NoiseSchedule, class_conditional: bool = False, p_u
     T = len(schedule)
 
     def loss_fn(model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        t = torch.randint(0, T, (x0.shape[0],), device=x0.device)  # (B,) uniform timesteps
-        noise = torch.randn_like(x0)
+        t = distributed.rows(lambda n: torch.randint(0, T, (n,), device=x0.device), len(x0))  # (B,) uniform timesteps
+        noise = distributed.randn_like(x0)  # under torchrun: this rank's rows of the global batch's draw
         x_t = schedule.to(x0.device).add_noise(x0, noise, t)  # tables on x0's device, moved once
         kwargs = {"y": drop_labels(y, p_uncond, null_class)} if class_conditional else {}
         eps = model(x_t, t, **kwargs)

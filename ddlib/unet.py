@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddlib.distributed import ShardDropout
 from ddlib.errors import DDLibError
 
 
@@ -139,7 +140,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.temb_proj = nn.Linear(temb_dim, c_out)
         self.norm2 = nn.GroupNorm(groups, c_out, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ShardDropout(dropout)  # nn.Dropout; under torchrun its masks are drawn for the global batch
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 

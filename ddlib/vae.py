@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ddlib import distributed
 from ddlib.checkpoint import config_hash, load_checkpoint, run_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_model_range, to_uint8
 from ddlib.device import resolve_device
@@ -204,7 +205,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean, logvar = self.moments(x)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)  # reparameterisation
+        z = mean + torch.exp(0.5 * logvar) * distributed.randn_like(mean)  # reparameterisation
         return self.decoder(z), mean, logvar
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

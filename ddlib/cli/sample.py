@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ddlib import distributed
     from ddlib.errors import DDLibError
     from ddlib.generate import generate
     from ddlib.grids import save_image_grid
@@ -44,13 +45,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise DDLibError(f"--num must be >= 1, got {args.num}")
-    device = resolve_device(args.device)
-    trained = load_trained(args.run, device=device)
-    images, labels = generate(
-        trained.model, trained.schedule, args.num, sampler=args.sampler, num_steps=args.steps, eta=args.eta,
-        spacing=args.spacing, variance=args.variance, clip=args.clip, label=args.label, guidance=args.guidance,
-        seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
-    )
+    resolve_device(args.device)  # a bad --device fails here, before any process group
+    with distributed.session(args.device) as device:  # under torchrun each rank samples its share of the batches
+        trained = load_trained(args.run, device=device)
+        images, labels = generate(
+            trained.model, trained.schedule, args.num, sampler=args.sampler, num_steps=args.steps, eta=args.eta,
+            spacing=args.spacing, variance=args.variance, clip=args.clip, label=args.label, guidance=args.guidance,
+            seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+        )
+        main = distributed.is_main()
+    if not main:  # every rank holds all images; rank 0 alone writes them
+        return 0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"images": images.permute(0, 2, 3, 1).numpy()}

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train an ε-prediction UNet with the DDPM objective. Writes OUT/config.json, OUT/checkpoint.pt "
         "(every --checkpoint-every steps and at the end) and OUT/log.jsonl. Run the same command again to resume "
         "an interrupted run exactly. Example: python -m ddlib train --data cifar10:train --preset tiny --steps 300 "
-        "--batch-size 32 --out runs/tiny",
+        "--batch-size 32 --out runs/tiny. Data parallel: torchrun --nproc_per_node N -m ddlib train … splits the "
+        "global --batch-size over N processes (docs/distributed.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, help="run folder for config, checkpoint and logs")
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ddlib import distributed
     from ddlib.train import TrainConfig, read_log, train
 
     schedule_params = {k: v for k, v in (("beta_start", args.beta_start), ("beta_end", args.beta_end)) if v is not None}
@@ -59,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
         hflip=not args.no_hflip, seed=args.seed, precision=args.precision, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
     )
-    result = train(config, args.out, device=args.device, resume=not args.no_resume, progress=not args.no_progress)
-    log = read_log(result.out_dir / "log.jsonl")
+    with distributed.session(args.device) as device:  # under torchrun: this rank's device in the process group
+        result = train(config, args.out, device=device, resume=not args.no_resume, progress=not args.no_progress)
+        main = distributed.is_main()
+    log = read_log(result.out_dir / "log.jsonl") if main else []  # rank 0 alone prints
     if log:
         print(f"step {log[-1]['step']}: loss {log[-1]['loss']:.4f} (first logged {log[0]['loss']:.4f}); checkpoint {result.out_dir / 'checkpoint.pt'}")
     return 0

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ddlib import distributed
 from ddlib.errors import DDLibError
 from ddlib.metrics.inception import FEATURE_DIM, load_extractor
 from ddlib.metrics.stats import InceptionScoreUnavailable, inception_score_from_logits
@@ -38,15 +39,23 @@ def as_uint8_images(images, what: str = "images") -> torch.Tensor:
 @torch.no_grad()
 def compute_features(images, *, device: str | torch.device | None = None, batch_size: int | None = None,
                      progress: bool = True, extractor: Callable | None = None, desc: str = "FID features",
-                     layer: str = "2048") -> np.ndarray:
+                     layer: str = "2048", shard: bool = True) -> np.ndarray:
     """(N, 2048) float32 pool features of uint8 images, batched on ``device`` (default: CUDA if present).
 
     ``extractor``: any callable mapping a uint8 batch on ``device`` to features (default: the standard
     network, :func:`ddlib.metrics.inception.load_extractor`; ``layer="logits_unbiased"`` gives its logits).
+    ``shard``: in a torchrun job each rank extracts a contiguous block of the batches (on its own GPU) and every
+    rank gets all N rows in order, the features one process computes; ``shard=False``: all in this process.
     """
     x = as_uint8_images(images)
     device = torch.device(device or default_device())
     batch_size = batch_size or (200 if device.type == "cuda" else 50)
+    sharded = shard and distributed.world() > 1
+    if sharded:
+        device = distributed.local_device(device)
+        first, stop = distributed.shard_range(-(-len(x) // batch_size))  # this rank's batches
+        x = x[first * batch_size : stop * batch_size]
+        progress = progress and distributed.is_main()
     if extractor is None:
         net = load_extractor(device, (layer,))
         extractor = lambda b: net(b)[0]  # noqa: E731
@@ -56,6 +65,9 @@ def compute_features(images, *, device: str | torch.device | None = None, batch_
             f = extractor(x[i:i + batch_size].to(device, non_blocking=True))
             out.append(f.float().cpu())
             bar.update(len(f))
+    if sharded:
+        gathered = distributed.all_gather_rows(torch.cat(out) if out else torch.zeros((0,), dtype=torch.float32))
+        return gathered.numpy() if len(gathered) else np.zeros((0, FEATURE_DIM), np.float32)
     return torch.cat(out).numpy() if out else np.zeros((0, FEATURE_DIM), np.float32)
 
 
