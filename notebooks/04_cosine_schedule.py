@@ -73,16 +73,28 @@ configs = experiments.schedule_configs(
 #   $$\bar\alpha_t = \frac{f(t)}{f(0)},\qquad f(t) = \cos^2\!\Big(\frac{t/T + s}{1+s}\cdot\frac{\pi}{2}\Big),\qquad s = 0.008,$$
 #   with $\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}$ clipped at 0.999 so the last steps stay invertible. The offset $s$
 #   keeps $\beta$ from being vanishingly small near $t = 0$.
-# * **seed-cosine** (the seed report's formula): $\bar\alpha_t = \cos^2(\tfrac{\pi}{2}\,t/T)$ kept above a small
-#   $\epsilon = 10^{-4}$ — no offset and no clipping.
+# * **seed-cosine** (the seed report's "adjusted" formula, read literally): the seed writes
+#   $\bar\alpha_t = \cos^2(\tfrac{\pi}{2}\,t/T) / (\cos^2(\tfrac{\pi}{2}\,(t-1)/T) + \epsilon)$, but a ratio of
+#   consecutive terms is a per-step $\alpha_t$, not a cumulative $\bar\alpha_t$, so it defines
+#   $$\beta_t = 1 - \frac{\cos^2(\tfrac{\pi}{2}\,t/T)}{\cos^2(\tfrac{\pi}{2}\,(t-1)/T) + \epsilon},\qquad t = 1,\dots,T,\qquad \epsilon = 10^{-4}.$$
+#   The $\epsilon$ makes every $\alpha_t$ slightly smaller than the $\cos^2$ ratio and the deficit compounds, so
+#   $\bar\alpha$ falls far below $\cos^2$ in the last tenth. At $t = T$, $\cos^2(\pi/2) = 0$ gives $\beta_T = 1$:
+#   $\bar\alpha_T = 0$, zero terminal SNR, and $\hat x_0 = (x_T - \sqrt{1-\bar\alpha_T}\,\hat\varepsilon)/\sqrt{\bar\alpha_T}$ is
+#   undefined there; like Nichol & Dhariwal we clip $\beta$ at 0.999.
+# * **seed-cosine-floored** (an earlier reading of the seed): $\bar\alpha_t = (1-\epsilon)\cos^2(\tfrac{\pi}{2}\,t/T) + \epsilon$,
+#   the unadjusted $\cos^2$ kept above $\epsilon$ — almost the cosine schedule without its offset $s$.
 #
 # The cosine schedules fall linearly in the middle ($\log\mathrm{SNR}$ is close to linear in $t$) instead of
-# collapsing early, so fewer steps are wasted on near-pure noise.
+# collapsing early, so fewer steps are wasted on near-pure noise. The figure shows every reading; the models below are
+# trained for the profile's `schedules` only.
 
 # %%
-figures.show(figures.plot_schedules({name: cfg.make_schedule() for name, cfg in configs.items()},
-            ctx.figure("schedules_alpha_snr", f"ᾱ_t and log₁₀ SNR(t) of the linear, cosine (Nichol & Dhariwal eq. 17) "
-            f"and seed-cosine schedules, T = {timesteps}.")))
+from ddlib.schedules import SCHEDULES, make_schedule
+
+curves = {k: make_schedule(k, timesteps, **experiments.schedule_params_for(k, beta_start, beta_end)) for k in SCHEDULES}
+figures.show(figures.plot_schedules(curves, ctx.figure("schedules_alpha_snr", f"ᾱ_t and log₁₀ SNR(t) of the linear, "
+            f"cosine (Nichol & Dhariwal eq. 17), seed-cosine (the seed's formula read literally, β clipped at 0.999) "
+            f"and seed-cosine-floored schedules, T = {timesteps}.")))
 
 # %% [markdown]
 # ## Training at equal steps
