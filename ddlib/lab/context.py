@@ -238,7 +238,8 @@ class Context:
 
         key = {"run": run.key, "n": n, "sampler": sampler, "num_steps": num_steps if sampler == "ddim" else None,
                "eta": eta if sampler == "ddim" else None, "seed": seed, "batch_size": batch_size,
-               "guidance": guidance, "label": label, "clip": clip}
+               "guidance": guidance, "label": label,
+               "clip": "x0, eps re-derived" if clip and sampler == "ddim" else clip}  # DDIM's clip convention
         timing = {}
 
         def make():
