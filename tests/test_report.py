@@ -45,7 +45,7 @@ def _normalise(text: str) -> str:
 
 def test_notebooks_are_numbered_and_have_one_literal_parameters_cell():
     nbs = pipeline.notebook_paths()
-    assert [p.stem[:2] for p in nbs] == ["01", "02", "03", "04", "05"]
+    assert [p.stem[:2] for p in nbs] == ["00", "01", "02", "03", "04", "05"]
     assert not list(pipeline.NOTEBOOKS_DIR.glob("*.ipynb")), "notebook sources are the jupytext .py files alone"
     for path in nbs:
         nb = pipeline.read_notebook(path)
