@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from ddlib.errors import DDLibError
 from ddlib.schedules import NoiseSchedule

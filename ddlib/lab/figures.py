@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import torch
 from PIL import Image
 
-from ddlib.lab.tables import _is_number
+from ddlib.lab.tables import _is_number, format_cell
 
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing
