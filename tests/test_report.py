@@ -239,6 +239,20 @@ def _errors(nb) -> list[str]:
     return found
 
 
+def _figures_not_displayed(out: Path) -> list[str]:
+    """Figures (figures/index.json) whose PNG bytes are not among the image outputs of the notebook that wrote them."""
+    import base64
+
+    missing = []
+    for name, entry in json.loads((out / "figures" / "index.json").read_text()).items():
+        nb = nbformat.read(out / "notebooks" / f"{entry['notebook']}.ipynb", as_version=4)
+        shown = {"".join(o["data"]["image/png"]).replace("\n", "") for c in nb.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []) if "image/png" in o.get("data", {})}
+        if base64.b64encode((out / "figures" / f"{name}.png").read_bytes()).decode() not in shown:
+            missing.append(f"{entry['notebook']}: {name}")
+    return missing
+
+
 @pytest.mark.slow
 def test_smoke_report_end_to_end(tmp_path):
     out_root = tmp_path / "reports"
@@ -263,6 +277,7 @@ def test_smoke_report_end_to_end(tmp_path):
         assert rows and all(set(context.PROVENANCE_COLUMNS) <= set(r) and r["profile"] for r in rows), name
     for name in json.loads((out / "figures" / "index.json").read_text()):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+    assert not _figures_not_displayed(out), f"figures written but not displayed: {_figures_not_displayed(out)}"
 
     html = (out / "report.html").read_text()
     assert "profile" in html and "smoke" in html
