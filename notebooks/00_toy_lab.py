@@ -114,6 +114,22 @@ print(f"at t = 300: mean ‖ε − ε*‖² = {float(((eps - eps_star) ** 2).sum
       f"L_simple there (the loss cannot reach 0: ε is not a function of x_t)")
 
 # %% [markdown]
+# That floor depends on $t$: where is predicting $\varepsilon$ hard? Below, the irreducible loss
+# $\mathbb E\lVert\varepsilon - \varepsilon^*(x_t, t)\rVert^2$ against $t$ for the linear and cosine schedules. It is largest at
+# *low* noise, where the small noise must be told apart from the data's own spread, and vanishes near pure noise,
+# where $x_t \approx \varepsilon$. A schedule that spends many steps at $\bar\alpha_t \approx 0$ (linear: about a third of
+# them) therefore has a lower *mean* loss without being easier to learn — notebook 04's loss curves read the same way.
+
+# %%
+ts_loss = sorted({int(round(v)) for v in torch.linspace(0, toy_timesteps - 1, 25).tolist()})
+loss_curves = {k: toy.loss_per_t(mx.ExactEps(mixture, make_schedule(k, toy_timesteps)), make_schedule(k, toy_timesteps),
+                                 mixture, ts_loss, n=toy_samples, seed=toy_seed) for k in ("linear", "cosine")}
+display(figures.show(toy.plot_with_intervals(loss_curves, ctx.figure("toy_loss_per_t", "The irreducible ε-prediction "
+        "loss E‖ε − ε*(x_t, t)‖² of the exact model against t/T for the linear and cosine schedules (95 % intervals): "
+        "hardest at low noise, zero near pure noise."), x_key="t_frac", y_key="loss", lo_key="lo", hi_key="hi",
+        xlabel="t / T", ylabel="E‖ε − ε*‖² (2-D, per point)", title="where predicting ε is hard")))
+
+# %% [markdown]
 # ## One DDPM step, and the samplers with the exact model
 #
 # DDPM's reverse step draws from the Gaussian posterior of the forward process given the predicted clean point

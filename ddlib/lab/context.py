@@ -24,7 +24,7 @@ PROVENANCE_COLUMNS = ("profile", "hardware", "wall_s", "n_samples", "reference")
 # What each notebook must leave behind (names under tables/ and figures/); checked after it runs.
 EXPECTED_OUTPUTS: dict[str, dict[str, list[str]]] = {
     "00_toy_lab": {"tables": ["toy_samplers", "toy_schedules", "toy_mlp", "toy_guidance"],
-                   "figures": ["toy_forward", "toy_samples_exact", "toy_error_vs_steps", "toy_schedules",
+                   "figures": ["toy_forward", "toy_loss_per_t", "toy_samples_exact", "toy_error_vs_steps", "toy_schedules",
                                "toy_guidance_samples", "toy_mlp_loss", "toy_samples_mlp", "toy_model_vs_sampler",
                                "toy_guidance_tradeoff"]},
     "01_ddpm_cifar10": {"tables": ["train_ddpm", "ddpm"], "figures": ["forward_process", "schedule_linear", "loss_ddpm",

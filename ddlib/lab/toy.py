@@ -192,3 +192,22 @@ def plot_losses(losses: Sequence[float], path: str | Path, title: str, window: i
     ax.set(xlabel="step", ylabel="‖ε − ε_θ‖² (L_simple)", title=title, yscale="log")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+@torch.no_grad()
+def loss_per_t(model, schedule, mixture: GaussianMixture, ts: Sequence[int], *, n: int, seed: int) -> list[dict]:
+    """E‖ε − ε_θ(x_t, t)‖² at each t over ``n`` fresh (x_0, ε) pairs, with a t interval: with the exact ε* this is
+    the irreducible part of L_simple at t (ε is not a function of x_t), the floor any network's loss sits on."""
+    from ddlib.mixture import mean_estimate
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for t in ts:
+        x0, _ = mixture.sample(n, gen)
+        eps = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+        tt = torch.full((n,), int(t))
+        err = ((eps - model(schedule.add_noise(x0, eps, tt), tt).to(torch.float64)) ** 2).sum(1)  # (n,)
+        est = mean_estimate(err)
+        out.append({"t": int(t), "t_frac": (int(t) + 1) / len(schedule), "loss": est.value, "lo": est.lo, "hi": est.hi,
+                    "alpha_bar": float(schedule.alphas_cumprod[int(t)])})
+    return out
