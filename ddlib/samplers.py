@@ -8,7 +8,8 @@ Conventions (see :mod:`ddlib.schedules` for the notation):
 - timesteps are 0-indexed, t ∈ {0, …, T-1}; ``t_prev = -1`` is the clean sample, with ᾱ = 1;
 - ``noise=None`` draws fresh noise from ``generator``; a tensor makes a step deterministic;
 - the DDPM step at t = 0 adds no noise; DDIM with η = 0 is deterministic;
-- ``clip=True`` clamps the predicted x̂_0 to [-1, 1] before the update (ε is left as predicted).
+- ``clip=True`` clamps the predicted x̂_0 to [-1, 1] before the update; DDIM then re-derives ε̂ from the
+  clamped x̂_0 so that both of its terms describe one x_0 (see :func:`ddim_update`).
 
 Coefficients are computed in float64 and cast to ``x_t``'s dtype, so float64 inputs give
 float64-exact updates (the tests compare against closed forms at 1e-6).
@@ -98,6 +99,16 @@ def ddim_update(
     x_{t_prev} = √ᾱ_prev · x̂_0 + √(1 − ᾱ_prev − σ²) · ε̂ + σ z, with
     σ = η · √((1 − ᾱ_prev)/(1 − ᾱ_t)) · √(1 − ᾱ_t/ᾱ_prev) (eq. 16). η = 0 is deterministic (DDIM);
     η = 1 with t_prev = t − 1 is the DDPM posterior with σ² = β̃_t. ``t_prev = -1`` means ᾱ_prev = 1.
+
+    Clipping. With ``clip=True`` x̂_0 is clamped to [-1, 1] and ε̂ is re-derived from the clamped x̂_0,
+    ε̂' = (x_t − √ᾱ_t · clip(x̂_0)) / √(1 − ᾱ_t), so the direction term points from the same x_0 the first term
+    uses. Then DDIM with η = 1 over all T steps is DDPM's ancestral step μ̃_t(x_t, clip(x̂_0)) + √β̃_t z exactly,
+    with clipping as without (tested). Keeping the unclipped ε̂ instead mixes two different x_0 in one update
+    and breaks that identity. Other code: the DDIM paper's released sampler (ermongroup/ddim,
+    ``functions/denoising.py``: ``generalized_steps``) does not clip in DDIM at all (its ``ddpm_steps`` clamps
+    x̂_0); diffusers' ``DDIMScheduler`` clamps x̂_0 by default (``clip_sample=True``) and keeps the unclipped ε̂
+    unless ``step(..., use_clipped_model_output=True)``, which re-derives it "as in GLIDE" — the convention used
+    here. With ``clip=False`` ε̂ is used as predicted.
     """
     if eta < 0:
         raise DDLibError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
@@ -110,6 +121,8 @@ def ddim_update(
     bshape = (-1,) + (1,) * (x_t.dim() - 1)
     abar_t = s.alpha_bar(t).reshape(bshape)  # (B, 1, 1, 1) float64
     abar_prev = s.alpha_bar(t_prev).reshape(bshape)  # ᾱ_{-1} = 1
+    if clip:  # ε̂' = (x_t − √ᾱ_t x̂_0) / √(1 − ᾱ_t): the noise that the clamped x̂_0 implies
+        eps = (x_t - abar_t.sqrt().to(dt) * x0) / (1 - abar_t).sqrt().to(dt)
     sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
     dir_coef = (1 - abar_prev - sigma**2).clamp(min=0).sqrt()
     x_prev = abar_prev.sqrt().to(dt) * x0 + dir_coef.to(dt) * eps

@@ -23,7 +23,7 @@ import torch
 
 from ddlib.errors import DDLibError
 
-SCHEDULES = ("linear", "cosine", "seed-cosine")
+SCHEDULES = ("linear", "cosine", "seed-cosine", "seed-cosine-floored")
 
 
 def extract(a: torch.Tensor, t: torch.Tensor, x_shape: torch.Size | tuple[int, ...], dtype=None) -> torch.Tensor:
@@ -148,12 +148,34 @@ def cosine_betas(num_train_timesteps: int, s: float, max_beta: float) -> torch.T
     return (1 - abar[1:] / abar[:-1]).clamp(max=max_beta)
 
 
-def seed_cosine_betas(num_train_timesteps: int, eps: float) -> torch.Tensor:
-    """The seed report's cosine variant: ᾱ_t = cos²(π/2 · t/T), kept away from 0 by a small ε.
+def seed_cosine_betas(num_train_timesteps: int, eps: float, max_beta: float) -> torch.Tensor:
+    """The seed report's "adjusted" cosine formula read literally (its §V.C, "Adjusted Formula for Numerical
+    Stability").
 
-    With 0-indexed steps we read it as ᾱ_t = (1 − ε) · cos²(π/2 · (t + 1)/T) + ε, so ᾱ falls from ≈ 1
-    to exactly ε at the last step. Unlike Nichol & Dhariwal it has no offset s (β_0 ≈ π²/(4T²) is tiny)
-    and no cap on β; the report compares the two.
+    The seed writes ᾱ_t = cos²(π/2 · t/T) / (cos²(π/2 · (t−1)/T) + ε). A ratio of consecutive cos² terms is a
+    per-step α_t, not a cumulative ᾱ_t (without ε it is exactly its own α_t = ᾱ_t/ᾱ_{t−1} for ᾱ_t = cos²(π/2·t/T)),
+    so the ᾱ label is a slip and the formula defines
+
+        β_t = 1 − cos²(π/2 · t/T) / (cos²(π/2 · (t−1)/T) + ε),   t = 1 … T,
+
+    stored at 0-based index t − 1 and clipped at ``max_beta``. The ε in the denominator makes every α_t a little
+    smaller than the cos² ratio, and the deficit compounds: ᾱ falls well below cos²(π/2·t/T) in the last tenth
+    (≈ 8e-15 at t = T with T = 1000 and the 0.999 clip). Without the clip (``max_beta=1``), β_T = 1 because
+    cos²(π/2) = 0: ᾱ_T = 0, zero terminal SNR, and x̂_0 = (x_T − √(1−ᾱ_T) ε̂)/√ᾱ_T is undefined at the last step.
+    """
+    T = num_train_timesteps
+    steps = torch.arange(T + 1, dtype=torch.float64)
+    c = torch.cos(math.pi / 2 * steps / T) ** 2  # c[t] = cos²(π/2 · t/T), t = 0 … T
+    c[-1] = 0.0  # cos(π/2) is 6e-17 in floating point; the formula means 0
+    return (1 - c[1:] / (c[:-1] + eps)).clamp(max=max_beta)
+
+
+def seed_cosine_floored_betas(num_train_timesteps: int, eps: float) -> torch.Tensor:
+    """The seed report's first cosine formula, ᾱ_t = cos²(π/2 · t/T), kept away from 0 by a floor ε.
+
+    With 0-indexed steps: ᾱ_t = (1 − ε) · cos²(π/2 · (t + 1)/T) + ε, so ᾱ falls from ≈ 1 to exactly ε at the last
+    step. This is not what the seed's "adjusted" formula says (see :func:`seed_cosine_betas`); it is almost
+    Nichol & Dhariwal's cosine without the offset s (β_0 ≈ π²/(4T²) is tiny) and without a cap on β.
     """
     T = num_train_timesteps
     steps = torch.arange(T + 1, dtype=torch.float64)
@@ -166,12 +188,16 @@ def make_schedule(kind: str = "linear", num_train_timesteps: int = 1000, **param
 
     - ``"linear"``: ``beta_start=1e-4, beta_end=0.02`` (Ho et al.; the seed report used 2e-4 → 0.02)
     - ``"cosine"``: ``s=0.008, max_beta=0.999`` (Nichol & Dhariwal 2021)
-    - ``"seed-cosine"``: ``eps=1e-4``, the seed report's cos² formula (see :func:`seed_cosine_betas`)
+    - ``"seed-cosine"``: ``eps=1e-4, max_beta=0.999``, the seed report's adjusted formula read literally as
+      β_t = 1 − cos²(π/2·t/T) / (cos²(π/2·(t−1)/T) + ε) (see :func:`seed_cosine_betas`)
+    - ``"seed-cosine-floored"``: ``eps=1e-4``, ᾱ_t = (1 − ε) cos²(π/2·(t+1)/T) + ε, the seed's unadjusted cos²
+      kept above ε (see :func:`seed_cosine_floored_betas`)
     """
     defaults = {
         "linear": {"beta_start": 1e-4, "beta_end": 0.02},
         "cosine": {"s": 0.008, "max_beta": 0.999},
-        "seed-cosine": {"eps": 1e-4},
+        "seed-cosine": {"eps": 1e-4, "max_beta": 0.999},
+        "seed-cosine-floored": {"eps": 1e-4},
     }
     if kind not in defaults:
         raise DDLibError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
@@ -191,8 +217,13 @@ def make_schedule(kind: str = "linear", num_train_timesteps: int = 1000, **param
         if not (p["s"] >= 0 and 0 < p["max_beta"] <= 1):
             raise DDLibError(f"cosine schedule needs s >= 0 and 0 < max_beta <= 1, got s={p['s']}, max_beta={p['max_beta']}")
         betas = cosine_betas(num_train_timesteps, p["s"], p["max_beta"])
+    elif kind == "seed-cosine":
+        if not (0 < p["eps"] < 1 and 0 < p["max_beta"] <= 1):
+            raise DDLibError(f"seed-cosine schedule needs 0 < eps < 1 and 0 < max_beta <= 1, got eps={p['eps']}, "
+                             f"max_beta={p['max_beta']}")
+        betas = seed_cosine_betas(num_train_timesteps, p["eps"], p["max_beta"])
     else:
         if not 0 < p["eps"] < 1:
-            raise DDLibError(f"seed-cosine schedule needs 0 < eps < 1, got {p['eps']}")
-        betas = seed_cosine_betas(num_train_timesteps, p["eps"])
+            raise DDLibError(f"seed-cosine-floored schedule needs 0 < eps < 1, got {p['eps']}")
+        betas = seed_cosine_floored_betas(num_train_timesteps, p["eps"])
     return NoiseSchedule(betas, name=kind, params={"num_train_timesteps": num_train_timesteps, **p})

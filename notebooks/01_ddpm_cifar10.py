@@ -59,6 +59,7 @@ ddpm_fid_samples = 64
 # %%
 from ddlib import grids
 from ddlib.lab import context, experiments, figures
+from IPython.display import display
 
 ctx = context.start(profile, "01_ddpm_cifar10", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
                      torch_threads=torch_threads)
@@ -82,8 +83,24 @@ print(f"{data.name}: {len(data)} images of {data.channels}×{data.image_size}×{
 # $$q(x_t \mid x_0) = \mathcal{N}\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big), \qquad
 # x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\quad \varepsilon\sim\mathcal{N}(0, I).$$
 #
-# So training never simulates the chain: it jumps straight to a random $t$. Below, one training image at increasing
-# $t$, with the *same* $\varepsilon$ throughout (`ddlib` indexes steps from 0, so $t = T-1$ is the last).
+# So training never simulates the chain: it jumps straight to a random $t$. In the paper's symbols, checked against
+# the library's `add_noise` on the same inputs:
+
+# %%
+import torch
+
+from ddlib.data import to_model_range
+
+x_0 = to_model_range(data.images[forward_image_index][None])           # (1, C, H, W) in [-1, 1]
+eps = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(train_seed))
+t = torch.tensor([timesteps // 2])
+abar_t = schedule.alphas_cumprod[t].float()                           # ᾱ_t = ∏_{s≤t} (1 − β_s)
+x_t = abar_t.sqrt() * x_0 + (1 - abar_t).sqrt() * eps                 # x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
+assert torch.allclose(x_t, schedule.add_noise(x_0, eps, t), atol=1e-6)
+
+# %% [markdown]
+# Below, one training image at increasing $t$, with the *same* $\varepsilon$ throughout (`ddlib` indexes steps from 0,
+# so $t = T-1$ is the last).
 
 # %%
 strip = figures.forward_process_images(schedule, data.images[forward_image_index], forward_timesteps, seed=train_seed)
@@ -102,7 +119,7 @@ figures.show(figures.save_image_rows([strip], ctx.figure("forward_process", "One
 
 # %%
 figures.show(figures.plot_schedules({"linear": schedule}, ctx.figure("schedule_linear",
-            f"The linear schedule (β from {beta_start:g} to {beta_end:g}, T = {timesteps}): ᾱ_t and log₁₀ SNR(t).")))
+                    f"The linear schedule (β from {beta_start:g} to {beta_end:g}, T = {timesteps}): ᾱ_t and log₁₀ SNR(t).")))
 print(f"ᾱ at the last step: {float(schedule.alphas_cumprod[-1]):.2e}")
 
 # %% [markdown]
@@ -123,8 +140,8 @@ run = ctx.train(config, data=data)
 print(f"run {run.key}: {'reused from cache' if run.reused else 'trained'} — {config.steps} steps of batch "
       f"{config.batch_size}, {run.wall_s:.0f} s on {run.hardware}")
 figures.show(figures.plot_loss_curves({"linear schedule": run.log()}, ctx.figure("loss_ddpm",
-            f"Training loss (DDPM eq. 14) of the {preset} UNet on {dataset}, batch {batch_size}; faint: each logged "
-            "mean, bold: moving average."), title="DDPM training loss"))
+                    f"Training loss (DDPM eq. 14) of the {preset} UNet on {dataset}, batch {batch_size}; faint: each logged "
+                    "mean, bold: moving average."), title="DDPM training loss"))
 ctx.table("train_ddpm", [experiments.train_row(ctx, run, "DDPM, linear schedule")], "DDPM training run (notebook 01)")
 
 # %% [markdown]
@@ -141,6 +158,33 @@ ctx.table("train_ddpm", [experiments.train_row(ctx, run, "DDPM, linear schedule"
 # predicted clean image, $\tilde\mu_t(x_t, \hat x_0)$ (DDPM eq. 7), with $\hat x_0$ clamped to $[-1, 1]$ as in Ho et al.'s
 # released sampler: an under-trained model then cannot drift into saturated, single-colour images. Every image starts from its own seeded $x_T$, so the grid is
 # reproducible.
+#
+# **Where the step comes from.** By Bayes' rule $q(x_{t-1}\mid x_t, x_0) \propto q(x_t\mid x_{t-1})\,q(x_{t-1}\mid x_0)$, a
+# product of two Gaussians in $x_{t-1}$; completing the square gives DDPM eqs. 6–7,
+#
+# $$q(x_{t-1}\mid x_t, x_0) = \mathcal N\big(\tilde\mu_t, \tilde\beta_t I\big),\quad
+# \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,\quad
+# \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
+#
+# The reverse model plugs in $\hat x_0$ for the unknown $x_0$; substituting $\hat x_0$ gives Algorithm 2's $\varepsilon$ form.
+# **ε-prediction is a scaled score:** the $\varepsilon^*$ that minimises $L_\text{simple}$ is $\mathbb E[\varepsilon\mid x_t]$, and
+# Tweedie's formula gives $\varepsilon^*(x_t, t) = -\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log q(x_t)$, so
+# $s_\theta = -\varepsilon_\theta/\sqrt{1-\bar\alpha_t}$ estimates the score and each step moves $x_t$ uphill in density
+# (notebook 00 checks this exactly on a toy mixture). One step in the paper's symbols, against `ddpm_step`:
+
+# %%
+from ddlib.samplers import ddpm_step
+
+g = torch.Generator().manual_seed(0)
+x_t, eps_hat, z = (torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+tt = timesteps // 2
+beta, alpha = schedule.betas[tt], 1 - schedule.betas[tt]
+abar, abar_prev = schedule.alphas_cumprod[tt], schedule.alphas_cumprod[tt - 1]
+x0_hat = (x_t - (1 - abar).sqrt() * eps_hat) / abar.sqrt()                                     # x̂_0 (eq. 15)
+mu = abar_prev.sqrt() * beta / (1 - abar) * x0_hat + alpha.sqrt() * (1 - abar_prev) / (1 - abar) * x_t  # μ̃_t (eq. 7)
+sigma = ((1 - abar_prev) / (1 - abar) * beta).sqrt()                                          # √β̃_t
+assert torch.allclose(mu + sigma * z, ddpm_step(schedule, eps_hat, tt, x_t, noise=z))
+assert torch.allclose(mu, (x_t - beta / (1 - abar).sqrt() * eps_hat) / alpha.sqrt())           # Algorithm 2's form
 
 # %%
 grid = experiments.sample_grid(ctx, run, n=grid_samples, pool=ddpm_fid_samples, sampler="ddpm", batch_size=sample_batch,

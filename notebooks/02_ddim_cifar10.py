@@ -56,6 +56,7 @@ bench_repeats = 2
 
 # %%
 from ddlib.lab import context, experiments, figures
+from IPython.display import display
 
 ctx = context.start(profile, "02_ddim_cifar10", reports_dir=reports_dir, cache_dir=cache_dir, device=device,
                      torch_threads=torch_threads)
@@ -79,9 +80,42 @@ print(f"model: run {run.key} ({'reused' if run.reused else 'trained now'}), {con
 #
 # $$\sigma_{\tau_i}(\eta) = \eta\,\sqrt{\frac{1-\bar\alpha_{\tau_{i-1}}}{1-\bar\alpha_{\tau_i}}}\sqrt{1-\frac{\bar\alpha_{\tau_i}}{\bar\alpha_{\tau_{i-1}}}}\quad\text{(eq. 16)}.$$
 #
-# $\eta = 0$ is deterministic (an ODE-like map from $x_T$ to $x_0$); $\eta = 1$ with all $T$ steps is exactly DDPM's
-# ancestral sampler. Steps here use "leading" spacing, $\tau = \{0, k, 2k, \dots\}$ with $k = T/S$.
+# **Why the marginals stay DDPM's.** DDIM replaces the Markov forward chain by a family of processes with
+# $q_\sigma(x_{t-1}\mid x_t, x_0) = \mathcal N\big(\sqrt{\bar\alpha_{t-1}}\,x_0 + \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\,
+# \tfrac{x_t - \sqrt{\bar\alpha_t}x_0}{\sqrt{1-\bar\alpha_t}},\ \sigma_t^2 I\big)$. If $x_t = \sqrt{\bar\alpha_t}x_0 +
+# \sqrt{1-\bar\alpha_t}\,\varepsilon$, the fraction is $\varepsilon$, so $x_{t-1}$ has mean $\sqrt{\bar\alpha_{t-1}}x_0$ and
+# variance $(1-\bar\alpha_{t-1}-\sigma_t^2)+\sigma_t^2 = 1-\bar\alpha_{t-1}$: every $q_\sigma(x_t\mid x_0)$ is DDPM's
+# (Song et al., Lemma 1), so the training objective is the same and one trained $\varepsilon_\theta$ serves every
+# $\sigma$, on any sub-sequence $\tau$. **What η interpolates:** $\sigma$ from 0 ($\eta = 0$: deterministic, an ODE-like
+# map from $x_T$ to $x_0$) to the DDPM posterior's $\sqrt{\tilde\beta_t}$ ($\eta = 1$). With all $T$ steps, $\eta = 1$ is
+# DDPM's ancestral sampler with $\sigma_t^2 = \tilde\beta_t$ (`variance="fixed_small"`) — with `clip_denoised` too,
+# because `ddlib` then re-derives $\hat\varepsilon$ from the clamped $\hat x_0$, as GLIDE and diffusers'
+# `use_clipped_model_output=True` do. (DDIM's released code never clips; diffusers' default clamps $\hat x_0$ but keeps
+# the raw $\hat\varepsilon$ in the direction term, which breaks the identity.) Steps here use "leading" spacing,
+# $\tau = \{0, k, 2k, \dots\}$ with $k = T/S$.
 #
+# The update in the paper's symbols, checked against the library's `ddim_step` on the same inputs:
+
+# %%
+import torch
+
+from ddlib.samplers import ddim_step, ddpm_step
+
+schedule = run.config.make_schedule()
+g = torch.Generator().manual_seed(0)
+x_t, eps_hat, z = (torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+t, t_prev, eta = (3 * timesteps) // 5, timesteps // 5, 0.5
+abar_t, abar_prev = schedule.alphas_cumprod[t], schedule.alphas_cumprod[t_prev]
+x0_hat = (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()                            # x̂_0
+sigma = eta * ((1 - abar_prev) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_prev).sqrt()    # σ(η), eq. 16
+x_prev = abar_prev.sqrt() * x0_hat + (1 - abar_prev - sigma**2).sqrt() * eps_hat + sigma * z  # eq. 12
+assert torch.allclose(x_prev, ddim_step(schedule, eps_hat, t, t_prev, x_t, eta=eta, noise=z))
+# η = 1 and τ_{i−1} = t − 1: σ² = β̃_t, and the step is DDPM's, clipped or not
+for clip in (False, True):
+    assert torch.allclose(ddim_step(schedule, 3 * eps_hat, t, t - 1, x_t, eta=1.0, noise=z, clip=clip),
+                          ddpm_step(schedule, 3 * eps_hat, t, x_t, noise=z, clip=clip))
+
+# %% [markdown]
 # ## Quality against steps and η
 #
 # Every setting scores the same number of samples from the same initial noise, against the same reference.
@@ -161,8 +195,8 @@ ctx.table("speed_memory", bench_rows, "DDIM against DDPM: wall time and peak mem
 
 # %%
 figures.show(figures.plot_bars(bench_rows, "sampler", ["wall_s", claims["memory_key"]], ctx.figure("speed_memory",
-            f"Wall time (median of {bench_repeats}) and sampling memory of one batch of {bench_batch}, DDPM against DDIM."),
-            ylabels=["seconds per batch", "MB added by sampling"], title="DDPM vs DDIM: time and memory"))
+                    f"Wall time (median of {bench_repeats}) and sampling memory of one batch of {bench_batch}, DDPM against DDIM."),
+                    ylabels=["seconds per batch", "MB added by sampling"], title="DDPM vs DDIM: time and memory"))
 ctx.note("speed_memory_claims", "**What we found.** " + claims["text"])
 
 # %% [markdown]

@@ -70,27 +70,63 @@ configs = experiments.schedule_configs(
 #
 # * **linear** (Ho et al.): $\beta_t$ from $\beta_1$ to $\beta_T$ evenly; $\bar\alpha_t = \prod_s (1-\beta_s)$.
 # * **cosine** (Nichol & Dhariwal 2021, eq. 17): define $\bar\alpha$ directly,
-#   $$\bar\alpha_t = \frac{f(t)}{f(0)},\qquad f(t) = \cos^2\!\Big(\frac{t/T + s}{1+s}\cdot\frac{\pi}{2}\Big),\qquad s = 0.008,$$
-#   with $\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}$ clipped at 0.999 so the last steps stay invertible. The offset $s$
-#   keeps $\beta$ from being vanishingly small near $t = 0$.
-# * **seed-cosine** (the seed report's formula): $\bar\alpha_t = \cos^2(\tfrac{\pi}{2}\,t/T)$ kept above a small
-#   $\epsilon = 10^{-4}$ — no offset and no clipping.
+#   $$\bar\alpha_t = \frac{f(t)}{f(0)},\qquad f(t) = \cos^2\!\Big(\frac{t/T + \delta}{1+\delta}\cdot\frac{\pi}{2}\Big),\qquad \delta = 0.008,$$
+#   with $\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}$ clipped at 0.999 so the last steps stay invertible. The offset
+#   $\delta$ (the paper's and the code's `s`; here $s$ is reserved for the guidance scale) keeps $\beta$ from being
+#   vanishingly small near $t = 0$.
+# * **seed-cosine** (the seed report's "adjusted" formula, read literally): the seed writes
+#   $\bar\alpha_t = \cos^2(\tfrac{\pi}{2}\,t/T) / (\cos^2(\tfrac{\pi}{2}\,(t-1)/T) + \epsilon)$, but a ratio of
+#   consecutive terms is a per-step $\alpha_t$, not a cumulative $\bar\alpha_t$, so it defines
+#   $$\beta_t = 1 - \frac{\cos^2(\tfrac{\pi}{2}\,t/T)}{\cos^2(\tfrac{\pi}{2}\,(t-1)/T) + \epsilon},\qquad t = 1,\dots,T,\qquad \epsilon = 10^{-4}.$$
+#   The $\epsilon$ makes every $\alpha_t$ slightly smaller than the $\cos^2$ ratio and the deficit compounds, so
+#   $\bar\alpha$ falls far below $\cos^2$ in the last tenth. At $t = T$, $\cos^2(\pi/2) = 0$ gives $\beta_T = 1$:
+#   $\bar\alpha_T = 0$, zero terminal SNR, and $\hat x_0 = (x_T - \sqrt{1-\bar\alpha_T}\,\hat\varepsilon)/\sqrt{\bar\alpha_T}$ is
+#   undefined there; like Nichol & Dhariwal we clip $\beta$ at 0.999.
+# * **seed-cosine-floored** (an earlier reading of the seed): $\bar\alpha_t = (1-\epsilon)\cos^2(\tfrac{\pi}{2}\,t/T) + \epsilon$,
+#   the unadjusted $\cos^2$ kept above $\epsilon$ — almost the cosine schedule without its offset $s$.
 #
-# The cosine schedules fall linearly in the middle ($\log\mathrm{SNR}$ is close to linear in $t$) instead of
-# collapsing early, so fewer steps are wasted on near-pure noise.
+# **What cosine changes in SNR.** $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$; for the cosine schedule
+# $\mathrm{SNR}(t) = \cot^2\!\big(\tfrac{\pi}{2}\tfrac{t/T+\delta}{1+\delta}\big)$, whose logarithm is close to linear in $t$ over
+# the middle, so noise levels are visited evenly; the linear schedule's $\log\mathrm{SNR}$ falls fast and then lingers
+# near pure noise. The figure shows every reading; the models below are trained for the profile's `schedules` only.
+# The cosine $\bar\alpha$ and the seed's literal $\beta_t$ in the paper's symbols, against `make_schedule`:
 
 # %%
-figures.show(figures.plot_schedules({name: cfg.make_schedule() for name, cfg in configs.items()},
-            ctx.figure("schedules_alpha_snr", f"ᾱ_t and log₁₀ SNR(t) of the linear, cosine (Nichol & Dhariwal eq. 17) "
-            f"and seed-cosine schedules, T = {timesteps}.")))
+from ddlib.schedules import SCHEDULES, make_schedule
+
+curves = {k: make_schedule(k, timesteps, **experiments.schedule_params_for(k, beta_start, beta_end)) for k in SCHEDULES}
+figures.show(figures.plot_schedules(curves, ctx.figure("schedules_alpha_snr", f"ᾱ_t and log₁₀ SNR(t) of the linear, "
+            f"cosine (Nichol & Dhariwal eq. 17), seed-cosine (the seed's formula read literally, β clipped at 0.999) "
+            f"and seed-cosine-floored schedules, T = {timesteps}.")))
+
+# %%
+import math
+
+import torch
+
+T, delta = timesteps, 0.008
+steps = torch.arange(T + 1, dtype=torch.float64)
+f = torch.cos((steps / T + delta) / (1 + delta) * math.pi / 2) ** 2        # f(t), t = 0 … T
+abar = f[1:] / f[0]                                                         # ᾱ_t = f(t)/f(0), t = 1 … T
+betas = (1 - abar / torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])).clamp(max=0.999)
+assert torch.allclose(torch.cumprod(1 - betas, 0), make_schedule("cosine", T).alphas_cumprod)
+c = torch.cos(math.pi / 2 * steps / T) ** 2
+c[-1] = 0.0                                                                 # cos(π/2) = 0
+seed_betas = (1 - c[1:] / (c[:-1] + 1e-4)).clamp(max=0.999)                 # β_t = 1 − c(t)/(c(t−1) + ε)
+assert torch.allclose(seed_betas, make_schedule("seed-cosine", T).betas)
+for k, s_ in curves.items():
+    print(f"{k:20s} ᾱ_t < 0.01 for {float((s_.alphas_cumprod < 0.01).double().mean()):.0%} of the steps")
 
 # %% [markdown]
 # ## Training at equal steps
 #
 # Each schedule trains the same network from the same initial weights on the same batches for the same number of
 # steps. Note that the loss values are **not directly comparable** across schedules: the loss at a given $t$ depends on
-# how noisy $x_t$ is, and the schedules visit different noise levels — the cosine schedules spend more steps at
-# moderate noise, where predicting $\varepsilon$ is hardest. Compare the samples and FID/KID instead.
+# how noisy $x_t$ is, and the schedules visit different noise levels. Predicting $\varepsilon$ is hardest at *low* noise
+# (the noise is a small part of $x_t$ and must be told apart from image detail) and trivial near pure noise, where
+# $x_t \approx \varepsilon$. The linear schedule's lower mean loss comes from its many near-pure-noise steps (the share of
+# steps with $\bar\alpha_t < 0.01$ is printed above: about a third for linear at $T = 1000$, a few per cent for cosine),
+# where the loss is close to 0. Compare the samples and FID/KID instead.
 
 # %%
 runs = {name: ctx.train(cfg) for name, cfg in configs.items()}

@@ -89,7 +89,17 @@ assemble.show_table(ctx.out, "schedules")
 assemble.errata()
 
 # %% [markdown]
-# ## 9. Figures
+# ## 9. The exact toy lab (notebook 00)
+#
+# A 2-D class-labelled Gaussian mixture whose perfect noise predictor $\varepsilon^*$ is known in closed form: the same
+# samplers and guidance wrapper, first with $\varepsilon^*$ (sampler error alone), then with a small trained MLP.
+
+# %%
+display(assemble.show_table(ctx.out, "toy_samplers"), assemble.show_table(ctx.out, "toy_schedules"),
+        assemble.show_table(ctx.out, "toy_mlp"), assemble.show_table(ctx.out, "toy_guidance"))
+
+# %% [markdown]
+# ## 10. Figures
 
 # %%
 shown = assemble.show_figures(ctx.out)

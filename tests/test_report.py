@@ -46,7 +46,7 @@ def _normalise(text: str) -> str:
 
 def test_notebooks_are_numbered_and_have_one_literal_parameters_cell():
     nbs = pipeline.notebook_paths()
-    assert [p.stem[:2] for p in nbs] == ["01", "02", "03", "04", "05"]
+    assert [p.stem[:2] for p in nbs] == ["00", "01", "02", "03", "04", "05"]
     assert not list(pipeline.NOTEBOOKS_DIR.glob("*.ipynb")), "notebook sources are the jupytext .py files alone"
     for path in nbs:
         nb = pipeline.read_notebook(path)
@@ -266,6 +266,20 @@ def test_report_mathematics_is_rendered_at_build_time():
         export.render_math("<p>$\\frac{1}{$</p>")
 
 
+def _figures_not_displayed(out: Path) -> list[str]:
+    """Figures (figures/index.json) whose PNG bytes are not among the image outputs of the notebook that wrote them."""
+    import base64
+
+    missing = []
+    for name, entry in json.loads((out / "figures" / "index.json").read_text()).items():
+        nb = nbformat.read(out / "notebooks" / f"{entry['notebook']}.ipynb", as_version=4)
+        shown = {"".join(o["data"]["image/png"]).replace("\n", "") for c in nb.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []) if "image/png" in o.get("data", {})}
+        if base64.b64encode((out / "figures" / f"{name}.png").read_bytes()).decode() not in shown:
+            missing.append(f"{entry['notebook']}: {name}")
+    return missing
+
+
 @pytest.mark.slow
 def test_smoke_report_end_to_end(tmp_path):
     out_root = tmp_path / "reports"
@@ -299,6 +313,7 @@ def test_smoke_report_end_to_end(tmp_path):
         assert rows and all(set(context.PROVENANCE_COLUMNS) <= set(r) and r["profile"] for r in rows), name
     for name in json.loads((out / "figures" / "index.json").read_text()):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+    assert not _figures_not_displayed(out), f"figures written but not displayed: {_figures_not_displayed(out)}"
 
     html = (out / "report.html").read_text()
     assert "profile" in html and "smoke" in html

@@ -74,6 +74,67 @@ def test_ddim_eta1_all_steps_is_the_ddpm_posterior(sched):
         x = b
 
 
+def ref_ddim_clipped(s, eps, t, t_prev, x, z, eta):
+    """DDIM eq. 12 with x̂_0 clamped to [-1, 1] and ε̂ re-derived from it (GLIDE; diffusers' use_clipped_model_output)."""
+    abar = np_abar(s)
+    a_t, a_p = abar[t], (abar[t_prev] if t_prev >= 0 else 1.0)
+    x0 = np.clip((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t), -1, 1)
+    eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+    sigma = eta * math.sqrt((1 - a_p) / (1 - a_t)) * math.sqrt(1 - a_t / a_p)
+    return math.sqrt(a_p) * x0 + math.sqrt(1 - a_p - sigma**2) * eps + sigma * z
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("t, t_prev", [(999, 979), (500, 250), (20, 0), (0, -1)])
+def test_ddim_step_with_clip_rederives_eps(sched, eta, t, t_prev):
+    x, eps, z = rand(2, 3, 4, 4, seed=4) * 3, rand(2, 3, 4, 4, seed=5), rand(2, 3, 4, 4, seed=6)
+    assert sched.predict_x0(eps, torch.tensor([t]), x).abs().max() > 1  # the clamp is active
+    out = ddim_step(sched, eps, t, t_prev, x, eta=eta, noise=z, clip=True)
+    ref = ref_ddim_clipped(sched, eps.numpy(), t, t_prev, x.numpy(), z.numpy(), eta)
+    assert np.abs(out.numpy() - ref).max() < 1e-6 * max(1.0, np.abs(ref).max())
+
+
+def test_ddim_eta1_all_steps_is_the_ddpm_posterior_with_clipping(sched):
+    """With clip=True, DDIM η = 1 (σ = √β̃_t) over all T steps is DDPM's μ̃_t(x_t, clip(x̂_0)) + √β̃_t z."""
+    x = rand(2, 3, 4, 4, seed=7) * 2
+    clamped = 0
+    for t in range(T - 1, -1, -1):
+        eps, z = rand(2, 3, 4, 4, seed=10 + t) * 2, rand(2, 3, 4, 4, seed=5000 + t)
+        clamped += int((sched.predict_x0(eps, torch.tensor([t]), x).abs() > 1).any())
+        a = ddim_step(sched, eps, t, t - 1, x, eta=1.0, noise=z, clip=True)
+        b = ddpm_step(sched, eps, t, x, noise=z, variance="fixed_small", clip=True)
+        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), t
+        x = b
+    assert clamped > T // 2  # the identity was tested where the clamp acts
+
+
+def test_ddim_eta1_sampler_is_the_ddpm_sampler_with_clipping():
+    """The loops too: same x_T and generator, all T steps, clip on; the network's x̂_0 often leaves [-1, 1]."""
+    s = make_schedule("linear", 50, beta_start=1e-3, beta_end=0.2)
+
+    def model(x, t):  # ε̂ that overshoots: x̂_0 = (x_t − √(1−ᾱ) ε̂)/√ᾱ lands outside [-1, 1] at most steps
+        return -0.5 * x + torch.sin(3 * x) + 0.01 * t.to(x.dtype).reshape(-1, 1, 1, 1)
+
+    x_T = rand(3, 2, 4, 4, seed=11)
+    kw = dict(x_T=x_T, dtype=torch.float64, progress=False, clip=True)
+    a = ddim_sample(model, s, x_T.shape, num_steps=50, eta=1.0, generator=torch.Generator().manual_seed(3), **kw)
+    b = ddpm_sample(model, s, x_T.shape, generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.allclose(a, b, atol=1e-9, rtol=1e-9)
+
+
+def test_keeping_the_unclipped_eps_would_break_the_identity(sched):
+    """Why ε̂ is re-derived: clip(x̂_0) with the raw ε̂ in the direction term is not DDPM's step."""
+    t, x, eps, z = 500, rand(2, 3, 4, 4, seed=8) * 3, rand(2, 3, 4, 4, seed=9), rand(2, 3, 4, 4, seed=10)
+    abar = np_abar(sched)
+    a_t, a_p = abar[t], abar[t - 1]
+    x0 = np.clip((x.numpy() - math.sqrt(1 - a_t) * eps.numpy()) / math.sqrt(a_t), -1, 1)
+    sigma = math.sqrt((1 - a_p) / (1 - a_t) * (1 - a_t / a_p))
+    raw_eps = math.sqrt(a_p) * x0 + math.sqrt(1 - a_p - sigma**2) * eps.numpy() + sigma * z.numpy()
+    ddpm = ddpm_step(sched, eps, t, x, noise=z, clip=True).numpy()
+    assert np.abs(raw_eps - ddpm).max() > 1e-2
+    assert np.abs(ddim_step(sched, eps, t, t - 1, x, eta=1.0, noise=z, clip=True).numpy() - ddpm).max() < 1e-9
+
+
 def test_ddpm_adds_no_noise_at_t0(sched):
     x, eps = rand(1, 3, 4, 4, seed=1), rand(1, 3, 4, 4, seed=2)
     a = ddpm_step(sched, eps, 0, x, noise=rand(1, 3, 4, 4, seed=3))

@@ -47,9 +47,30 @@ def test_cosine_matches_nichol_dhariwal():
     assert capped.betas.max().item() == pytest.approx(0.999)
 
 
-def test_seed_cosine_matches_its_formula():
+def test_seed_cosine_is_the_seed_formula_read_literally():
+    # β_t = 1 − cos²(π/2·t/T) / (cos²(π/2·(t−1)/T) + ε) for t = 1…T, at 0-based index t − 1 (the seed's §V.C)
     T, eps = 1000, 1e-4
-    s = make_schedule("seed-cosine", T, eps=eps)
+    c = [math.cos(math.pi / 2 * t / T) ** 2 for t in range(T + 1)]
+    c[T] = 0.0  # cos(π/2) = 0; math.cos returns 6e-17
+    betas = [1 - c[t] / (c[t - 1] + eps) for t in range(1, T + 1)]
+    s = make_schedule("seed-cosine", T, max_beta=1.0)
+    assert s.params["eps"] == eps
+    assert max(abs(a - b) for a, b in zip(s.betas.tolist(), betas)) < 1e-12
+    assert max(abs(a - b) for a, b in zip(s.alphas_cumprod.tolist(), py_cumprod([1 - b for b in betas]))) < 1e-12
+    # without the clip the last step destroys all signal: β_T = 1, ᾱ_T = 0 (zero terminal SNR)
+    assert s.betas[-1].item() == 1.0 and s.alphas_cumprod[-1].item() == 0.0 and s.snr[-1].item() == 0.0
+    # the first step: β_1 = 1 − cos²(π/(2T)) / (1 + ε) ≈ ε + π²/(4T²)
+    assert s.betas[0].item() == pytest.approx(eps + math.pi ** 2 / (4 * T ** 2), rel=1e-3)
+    # the default clip at 0.999 changes only the last step
+    clipped = make_schedule("seed-cosine", T)
+    assert clipped.betas[-1].item() == 0.999 and torch.equal(clipped.betas[:-1], s.betas[:-1])
+    # ε compounds: ᾱ ends far below the unadjusted cos²(π/2·t/T) and below the ε-floored reading
+    assert clipped.alphas_cumprod[-2].item() < 1e-10 < c[T - 1]
+
+
+def test_seed_cosine_floored_matches_its_formula():
+    T, eps = 1000, 1e-4
+    s = make_schedule("seed-cosine-floored", T, eps=eps)
     expected = [(1 - eps) * math.cos(math.pi / 2 * (k + 1) / T) ** 2 + eps for k in range(T)]
     assert max(abs(a - b) for a, b in zip(s.alphas_cumprod.tolist(), expected)) < 1e-12
     assert s.alphas_cumprod[-1].item() == pytest.approx(eps)

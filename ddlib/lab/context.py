@@ -23,6 +23,10 @@ PROVENANCE_COLUMNS = ("profile", "hardware", "wall_s", "n_samples", "reference")
 
 # What each notebook must leave behind (names under tables/ and figures/); checked after it runs.
 EXPECTED_OUTPUTS: dict[str, dict[str, list[str]]] = {
+    "00_toy_lab": {"tables": ["toy_samplers", "toy_schedules", "toy_mlp", "toy_guidance"],
+                   "figures": ["toy_forward", "toy_loss_per_t", "toy_samples_exact", "toy_error_vs_steps", "toy_schedules",
+                               "toy_guidance_samples", "toy_mlp_loss", "toy_samples_mlp", "toy_model_vs_sampler",
+                               "toy_guidance_tradeoff"]},
     "01_ddpm_cifar10": {"tables": ["train_ddpm", "ddpm"], "figures": ["forward_process", "schedule_linear", "loss_ddpm",
                                                                        "samples_ddpm", "trajectory_ddpm"]},
     "02_ddim_cifar10": {"tables": ["ddim_steps", "speed_memory"], "figures": ["ddim_fid_vs_steps", "ddim_kid_vs_steps",
@@ -244,7 +248,8 @@ class Context:
 
         key = {"run": run.key, "n": n, "sampler": sampler, "num_steps": num_steps if sampler == "ddim" else None,
                "eta": eta if sampler == "ddim" else None, "seed": seed, "batch_size": batch_size,
-               "guidance": guidance, "label": label, "clip": clip}
+               "guidance": guidance, "label": label,
+               "clip": "x0, eps re-derived" if clip and sampler == "ddim" else clip}  # DDIM's clip convention
         timing = {}
 
         def make():

@@ -345,7 +345,9 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
 
     With a ``reference`` (a name for :meth:`ddlib.lab.context.Context.score`) each row also gets FID/KID of its
     images against it, and a first row scores the real ``images`` themselves: the floor at this sample count.
-    The reconstructions' FID is the ceiling of any latent model decoded by this VAE.
+    The reconstructions' FID is a heuristic reference for latent models decoded by this VAE, not a bound (their
+    samples are not reconstructions); compare it only at matched n. ``reference`` in each row's provenance names
+    the FID reference (``reference_label``), ``images`` the images scored (``dataset_label``).
     Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.
     """
     from ddlib.vae import bicubic_reconstruction, image_quality, load_vae, reconstruct
@@ -358,14 +360,15 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
     bicubic = bicubic_reconstruction(images, cfg.factor)
     q_vae, q_bic = image_quality(images, recon), image_quality(images, bicubic)
     latent = "×".join(map(str, cfg.latent_shape))
-    rows = [ctx.row(wall_s=seconds, n_samples=len(images), reference=dataset_label, method=f"VAE {vae_run.config.preset} (f={cfg.factor})",
+    ref = reference_label if reference is not None else dataset_label
+    rows = [ctx.row(wall_s=seconds, n_samples=len(images), reference=ref, images=dataset_label, method=f"VAE {vae_run.config.preset} (f={cfg.factor})",
                     latent_shape=latent, scale_factor=round(vae.scale_factor, 4), train_steps=vae_run.config.steps,
                     psnr_db=round(q_vae["psnr"], 2), ssim=round(q_vae["ssim"], 4), train_s=vae_run.wall_s),
-            ctx.row(wall_s=None, n_samples=len(images), reference=dataset_label, method=f"bicubic ↓{cfg.factor} ↑{cfg.factor} (baseline)",
+            ctx.row(wall_s=None, n_samples=len(images), reference=ref, images=dataset_label, method=f"bicubic ↓{cfg.factor} ↑{cfg.factor} (baseline)",
                     latent_shape=f"3×{cfg.image_size // cfg.factor}×{cfg.image_size // cfg.factor}", scale_factor=None,
                     train_steps=None, psnr_db=round(q_bic["psnr"], 2), ssim=round(q_bic["ssim"], 4), train_s=None)]
     if reference is not None:
-        real = ctx.row(wall_s=None, n_samples=len(images), reference=dataset_label, method="real images (no model)",
+        real = ctx.row(wall_s=None, n_samples=len(images), reference=ref, images=dataset_label, method="real images (no model)",
                        latent_shape=None, scale_factor=None, train_steps=None, psnr_db=None, ssim=None, train_s=None)
         rows.insert(0, real)
         from ddlib.data import images_sha1

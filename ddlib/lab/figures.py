@@ -18,6 +18,8 @@ from ddlib.lab.tables import format_cell, is_number
 
 
 
+from ddlib.lab.tables import _is_number, format_cell
+
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing
 
@@ -192,8 +194,9 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
 
 
 def plot_loss_curves(logs: dict[str, list[dict]], path: str | Path, title: str = "training loss",
-                     window: int = 5, logy: bool = True) -> Path:
-    """Training loss (``log.jsonl`` records: step, loss) for named runs; raw (faint) and smoothed."""
+                     window: int = 5, logy: bool = True, ylabel: str = "‖ε − ε_θ‖² (DDPM eq. 14)") -> Path:
+    """Training loss (``log.jsonl`` records: step, loss) for named runs; raw (faint) and smoothed. ``ylabel`` names
+    the loss (runs with different losses, such as a VAE's, need a label that says so)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for name, log in logs.items():
@@ -203,7 +206,7 @@ def plot_loss_curves(logs: dict[str, list[dict]], path: str | Path, title: str =
         loss = [r["loss"] for r in log]
         line, = ax.plot(steps, smooth(loss, window), label=name)
         ax.plot(steps, loss, color=line.get_color(), alpha=0.25, lw=0.8)
-    ax.set(xlabel="training step", ylabel="‖ε − ε_θ‖² (DDPM eq. 14)", title=title)
+    ax.set(xlabel="training step", ylabel=ylabel, title=title)
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
