@@ -16,10 +16,6 @@ import torch
 
 from ddlib.lab.tables import format_cell, is_number
 
-
-
-from ddlib.lab.tables import _is_number, format_cell
-
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing
 
