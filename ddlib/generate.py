@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddlib.data import to_uint8
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, check_number
 from ddlib.accel.graphs import graphed
 from ddlib.guidance import GuidedModel, check_labels
 from ddlib.samplers import ddim_sample, ddpm_sample
@@ -56,14 +56,21 @@ def generate(
     batch_size: int = 256,
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
+    on_batch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sample ``num`` images; returns (uint8 images (N, C, H, W) on the CPU, labels or None).
 
     For a class-conditional model, ``labels`` (N,) or ``label`` choose the classes (default: cycle
     through all) and ``guidance`` is the classifier-free guidance scale s (1 = conditional).
+    ``on_batch(start, images)``: called with each finished batch of uint8 images instead of keeping
+    them (memory stays bounded by one batch); the returned image tensor is then empty.
     """
     if sampler not in SAMPLERS:
         raise DDLibError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    check_number("num", num, minimum=1, integer=True)
+    check_number("batch_size", batch_size, minimum=1, integer=True)
+    check_number("guidance", guidance, minimum=0)
+    check_number("eta", eta, minimum=0)
     cfg = model.config
     device = next(model.parameters()).device
     num_classes = cfg.num_classes
@@ -89,5 +96,8 @@ def generate(
             x = ddpm_sample(net, schedule, x_T.shape, variance=variance, **common)
         if decode is not None:
             x = decode(x)
-        out.append(to_uint8(x).cpu())
-    return torch.cat(out), labels
+        if on_batch is not None:
+            on_batch(start, to_uint8(x).cpu())
+        else:
+            out.append(to_uint8(x).cpu())
+    return (torch.cat(out) if out else torch.empty((0, *shape), dtype=torch.uint8)), labels
