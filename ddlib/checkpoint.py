@@ -121,9 +121,12 @@ def run_lock(folder: str | os.PathLike):
     folder = Path(folder)
     path = folder / LOCK
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DDLibError(f"cannot write to run folder {folder} ({err.strerror or err}); choose a writable --out") from None
     for _ in range(3):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _lock_holder(path)

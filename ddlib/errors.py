@@ -18,6 +18,22 @@ class DDLibError(ValueError):
     """Bad input or state that the user can fix; the message says how."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGTERM, SIGINT) asked the process to stop; raised like Ctrl-C so that ``finally`` blocks
+    release locks and write ``STATUS``. The command line exits with 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum, frame):
+    """A signal handler: turn the signal into :class:`Interrupted`."""
+    raise Interrupted(signum)
+
+
 def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
                  above: float | None = None, integer: bool = False):
     """``value`` if it is a finite number within the bounds, else a :class:`DDLibError` naming ``name``.
@@ -116,6 +132,6 @@ def open_npz(path: str | os.PathLike, remedy: str):
 def _reason(err: BaseException) -> str:
     """A short reason without library hints about loading untrusted files unsafely."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if "allow_pickle" in text or "pickle" in text.lower():
+    if "allow_pickle" in text or "pickle" in text.lower() or "weights only" in text.lower() or "trust" in text.lower():
         return "it holds Python objects, which ddlib never unpickles"
     return text[:120]

@@ -15,7 +15,7 @@ import pkgutil
 import signal
 import sys
 
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, raise_interrupted
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,18 +23,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {' '.join(message.split())}; see {self.prog} --help\n")
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) received; ``signum`` gives the exit status 128 + signum."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.getsignal(signal.SIGTERM)
     try:
-        signal.signal(signal.SIGTERM, _raise_interrupted)  # the same tidy exit as Ctrl-C (locks released, STATUS set)
+        signal.signal(signal.SIGTERM, raise_interrupted)  # the same tidy exit as Ctrl-C (locks released, STATUS set)
     except ValueError:  # not the main thread: leave signals alone
         previous = None
     try:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ddlib.lab.context import REPO_ROOT, _resolve_reports_dir, check_outputs
-from ddlib.errors import DDLibError, check_name
+from ddlib.errors import DDLibError, check_name, raise_interrupted
 from ddlib.lab.export import REPORT_NOTEBOOK, build_html, build_pdf
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
@@ -272,12 +272,9 @@ def _status_on_interrupt(out_dir: Path, profile_name: str):
     """``STATUS`` says ``interrupted`` when SIGINT or SIGTERM stops the run (SIGTERM is turned into the same
     KeyboardInterrupt as Ctrl-C here, in the main thread). SIGKILL cannot be caught: STATUS then keeps
     ``incomplete: running … (pid N)``, and the pid tells a reader the run is gone."""
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
     previous = None
     try:
-        previous = signal.signal(signal.SIGTERM, on_term)
+        previous = signal.signal(signal.SIGTERM, raise_interrupted)
     except ValueError:  # not the main thread
         pass
     try:
