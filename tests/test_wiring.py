@@ -351,3 +351,41 @@ def test_fid_cache_path_with_a_stand_in_extractor(tmp_path):
         fa, fb = stand_in_extractor(a).double().numpy(), stand_in_extractor(b).double().numpy()
         assert value == pytest.approx(_frechet_numpy(fa, fb), rel=1e-4, abs=1e-8)
         assert compute_fid(a, a, device="cpu", progress=False) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fid_command_with_a_stand_in_extractor(tmp_path, capsys):
+    """The twin of test_fid_cli's weights-only test: folders, .npz images and statistics files through
+    `python -m ddlib fid/stats`, against scipy's sqrtm on the stand-in features."""
+    import scipy.linalg
+    from PIL import Image
+
+    from ddlib.cli import main
+
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(24, 3, 8, 8, generator=g) * 255).to(torch.uint8)
+    b = (a.int() * 3 // 4 + 30).to(torch.uint8)
+    for name, images in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        for i, im in enumerate(images.permute(0, 2, 3, 1).numpy()):
+            Image.fromarray(im).save(tmp_path / name / f"{i:03d}.png")
+
+    def last_float() -> float:
+        return float(capsys.readouterr().out.strip().splitlines()[-1])
+
+    fa, fb = stand_in_extractor(a).double().numpy(), stand_in_extractor(b).double().numpy()
+    s1, s2 = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    direct = float(((fa.mean(0) - fb.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                   - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real))
+    with stand_in_features():
+        assert main(["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--no-progress", "--device", "cpu"]) == 0
+        value = last_float()
+        assert value == pytest.approx(direct, abs=1e-6) and value > 0.01  # printed with 6 decimals
+        assert main(["fid", str(tmp_path / "a"), str(tmp_path / "a"), "--no-progress", "--device", "cpu"]) == 0
+        assert abs(last_float()) < 1e-6
+        assert main(["stats", str(tmp_path / "a"), "--out", str(tmp_path / "a.npz"), "--no-progress",
+                     "--device", "cpu"]) == 0
+        capsys.readouterr()
+        np.savez(tmp_path / "b_images.npz", images=b.permute(0, 2, 3, 1).numpy())
+        assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b_images.npz"), "--no-progress",
+                     "--device", "cpu"]) == 0
+        assert last_float() == pytest.approx(value, abs=2e-6)
