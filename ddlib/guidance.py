@@ -47,7 +47,7 @@ class GuidedModel(nn.Module):
         if num_classes is None:
             raise DDLibError("classifier-free guidance needs a class-conditional model (train with --class-conditional)")
         if not 0 <= scale < float("inf"):  # NaN fails this too
-            raise DDLibError(f"guidance scale must be a finite number >= 0 (1 = conditional, 0 = unconditional), got {scale}")
+            raise DDLibError(f"guidance scale must be >= 0 and finite (1 = conditional, 0 = unconditional), got {scale}")
         self.model = model
         self.scale = float(scale)
         self.num_classes = num_classes

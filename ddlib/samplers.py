@@ -102,7 +102,7 @@ def ddim_update(
     η = 1 with t_prev = t − 1 is the DDPM posterior with σ² = β̃_t. ``t_prev = -1`` means ᾱ_prev = 1.
     """
     if not 0 <= eta < math.inf:  # NaN fails this too
-        raise DDLibError(f"eta must be a finite number >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+        raise DDLibError(f"eta must be >= 0 and finite (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
     ints = _is_int(t) and _is_int(t_prev)
     if _any(t_prev >= t if ints else _as_batch_t(t_prev, x_t) >= _as_batch_t(t, x_t), unread=False):
         raise DDLibError("DDIM steps must go backwards in time: need t_prev < t")
@@ -224,7 +224,7 @@ def ddim_sample(
     Arguments as :func:`ddpm_sample`.
     """
     if not 0 <= eta < math.inf:  # NaN fails this too
-        raise DDLibError(f"eta must be a finite number >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+        raise DDLibError(f"eta must be >= 0 and finite (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
     ts = ddim_timesteps(len(s), num_steps, spacing)
     pairs = list(zip(ts, ts[1:] + [-1]))
 

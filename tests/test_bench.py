@@ -35,6 +35,7 @@ def test_diffusers_reference_is_the_same_network():
     assert forward_flops(ours, x, t) == forward_flops(theirs, x, t)
 
 
+@pytest.mark.slow  # ho-cifar10 (35 M parameters) trained and sampled on the CPU: minutes on 2 shared cores
 def test_run_bench_small_on_cpu():
     cfg = BenchConfig(preset="ho-cifar10", batch_size=2, device="cpu", warmup=1, rounds=1, steps_per_round=1,
                       sample_steps=2, sample_batch=1)

@@ -111,6 +111,8 @@ def check_value_types(params: dict, defaults: dict, where: str = "profile") -> N
 
     kinds = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), (list, "a list"), (dict, "a mapping"))
     for key, value in params.items():
+        if value is None:  # "none"/"all" where a notebook takes it (e.g. a limit)
+            continue
         try:
             default = ast.literal_eval(defaults[key]) if isinstance(defaults.get(key), str) else None
         except (ValueError, SyntaxError):
