@@ -248,7 +248,8 @@ def _report_sigterm(ws: Path):
     _, err = p.communicate(timeout=600)
     status = (ws / "reports" / "p" / "STATUS").read_text()
     assert status.startswith("interrupted"), status
-    return p.returncode, err
+    # the kernel, torn down mid-message, may print its own traceback first; ddlib's own output is the last line
+    return p.returncode, err.strip().splitlines()[-1]
 
 
 # --------------------------------------------------------------------------------------------------
