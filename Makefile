@@ -13,7 +13,7 @@ FORCE   ?=
 PDF_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test report pdf pdf-deps browser-deps lab clean
+.PHONY: setup test test-fast report pdf pdf-deps browser-deps lab clean
 
 setup: $(STAMP)
 
@@ -28,8 +28,14 @@ $(STAMP): pyproject.toml
 	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
+# Both tiers: the fast one first (< 3 min on 2 cores: the mathematics, the wiring, the fault matrix), then the
+# slow one (end-to-end runs, notebooks, real processes and signals). `make test-fast` runs the first alone.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m slow
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 # Run notebooks/NN_*.py with papermill for PROFILE (notebooks/profiles/PROFILE.yaml) into
 # REPORTS_DIR/PROFILE/{notebooks,tables,figures}/ and build REPORTS_DIR/PROFILE/report.html.

@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, _reason, pid_alive, remove_stale_tmp
 
 FORMAT = "ddlib-checkpoint-v1"
 
@@ -40,7 +43,11 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` (plus the format tag) to ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise DDLibError(f"cannot write checkpoint {path} ({err.strerror or err}); make {path.parent} writable "
+                         "or choose another --out") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
@@ -48,8 +55,11 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, folder made read-only mid-run
+            raise DDLibError(f"cannot write checkpoint {path} ({err.strerror or err}); free space or make the folder "
+                             "writable and run again to resume (the previous checkpoint is intact)") from None
         raise
     return path
 
@@ -62,15 +72,19 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, bad pickle, foreign object: all mean "unusable file"
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        reason = _reason(err)  # never torch's hint to load the file unsafely
         raise DDLibError(f"checkpoint {path} is corrupt or not a ddlib checkpoint ({reason}); delete it or retrain") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DDLibError(f"{path} is not a {FORMAT} file; point to a checkpoint written by ddlib")
     return state
 
 
-def check_config(state: dict, expected: dict, path: str | os.PathLike) -> None:
-    """Raise if ``state`` was written under a config other than ``expected``, naming the differing keys."""
+def check_config(state: dict, expected: dict, path: str | os.PathLike, kind: str | None = None) -> None:
+    """Raise if ``state`` was written under a config other than ``expected``, naming the differing keys;
+    ``kind`` (``"unet"``, ``"vae"``) must match the checkpoint's own when both are known."""
+    if kind is not None and state.get("kind") not in (None, kind):
+        raise DDLibError(f"{path} holds a {state.get('kind')!r} checkpoint, not a {kind!r} one; "
+                         "use another --out folder for this run")
     saved = state.get("config", {})
     if config_hash(saved) == config_hash(expected):
         return
@@ -79,3 +93,82 @@ def check_config(state: dict, expected: dict, path: str | os.PathLike) -> None:
     raise DDLibError(
         f"checkpoint {path} was written for a different config ({diffs}); use another --out folder or the original settings"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# run folders: one writer at a time, and never someone else's files
+
+LOCK = ".ddlib.lock"
+MARKER = ".ddlib-run"  # written into every run folder ddlib creates or adopts
+RUN_FILES = {CHECKPOINT, "config.json", "log.jsonl", "eval.jsonl", "done.json", LOCK, MARKER}
+
+
+def _lock_holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike):
+    """Hold ``folder/.ddlib.lock`` (pid, host, start time) while the block runs.
+
+    A second process gets a :class:`DDLibError` naming the holder. A lock left by a process that died
+    on this host is taken over. The folder is created if needed; a folder that cannot be written is a
+    one-line error, not a traceback.
+    """
+    folder = Path(folder)
+    path = folder / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DDLibError(f"cannot write to run folder {folder} ({err.strerror or err}); choose a writable --out") from None
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            if not holder:  # being written right now, or empty after a crash between create and write
+                time.sleep(0.05)
+                holder = _lock_holder(path)
+                if not holder and time.time() - path.stat().st_mtime > 10:
+                    path.unlink(missing_ok=True)
+                    continue
+            raise DDLibError(f"run folder {folder} is in use by pid {holder.get('pid', '?')} on host "
+                             f"{holder.get('host', '?')} since {holder.get('since', '?')}; wait for it to finish, use "
+                             f"another --out, or delete {path} if that process is gone") from None
+        except OSError as err:
+            raise DDLibError(f"cannot write to run folder {folder} ({err.strerror or err}); choose a writable --out") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        break
+    else:
+        raise DDLibError(f"cannot take the lock {path}; delete it if no ddlib process uses {folder}")
+    try:
+        yield path
+    finally:
+        if _lock_holder(path).get("pid") == me["pid"]:
+            path.unlink(missing_ok=True)
+
+
+def claim_run_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse a folder holding files ddlib did not write, unless ``overwrite``; then mark it as a run folder.
+
+    A folder is ddlib's when it is empty, carries the marker ``.ddlib-run``, or holds a ``checkpoint.pt``
+    (runs from before the marker). Call it with the lock held; it also removes temporary files that
+    killed checkpoint writes left behind.
+    """
+    folder = Path(folder)
+    entries = [p.name for p in folder.iterdir() if p.name != LOCK]
+    ours = not entries or MARKER in entries or CHECKPOINT in entries
+    if not ours and not overwrite:
+        shown = ", ".join(sorted(entries)[:4]) + (", …" if len(entries) > 4 else "")
+        raise DDLibError(f"{folder} holds files ddlib did not write ({shown}); choose an empty or new --out folder, "
+                         "or pass --overwrite (overwrite=True) to write config.json, checkpoint.pt and logs there anyway")
+    remove_stale_tmp(folder, f"{CHECKPOINT}.*.tmp")
+    (folder / MARKER).touch()

@@ -71,6 +71,7 @@ from tqdm import tqdm
 
 from ddlib import distributed
 from ddlib.errors import DDLibError
+from ddlib.pixels import rgb_array
 
 __all__ = [
     "ImageSet",
@@ -347,9 +348,9 @@ def _find_named(name: str, split: str, data_dir: str | os.PathLike[str] | None) 
 
 def _missing_message(name: str, split: str, data_dir: str | os.PathLike[str] | None) -> str:
     looked = ", ".join(str(d) for d in _search_dirs(data_dir))
-    hint = "pass --data-dir (data_dir=) or set DDLIB_DATA_DIR to the folder that holds it"
+    hint = "pass --data-dir (data_dir= in Python) or set DDLIB_DATA_DIR to the folder that holds it"
     if name == "cifar10":
-        hint += ", or use download=True to fetch the original CIFAR-10 from the internet"
+        hint += "; from Python, load_dataset(..., download=True) fetches the original CIFAR-10 from the internet"
     return f"{name} not found: looked for {name}.tar.gz and {name}/{split}/ in {looked}; {hint}"
 
 
@@ -581,7 +582,9 @@ def _decode_image(payload: bytes | Path, name: str) -> np.ndarray:
     """Decode one image file into an (H, W, 3) uint8 array; greyscale, palette, CMYK become RGB."""
     try:
         with Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload) as img:
-            return np.asarray(img.convert("RGB"))
+            return rgb_array(img, name)  # 16-bit greyscale scaled, not clipped to white
+    except DDLibError:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DDLibError(f"cannot decode the image {name} ({type(err).__name__}): replace or delete the file") from err
 

@@ -22,9 +22,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None): CUDA when a GPU is visible, else CPU; a named CUDA device must exist."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DDLibError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu", "meta"):
+        raise DDLibError(f"unsupported device {str(device)!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DDLibError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DDLibError(f"device {device} does not exist (this machine has {torch.cuda.device_count()} GPU(s)); "
+                         "use cuda:0 … or auto")
     return device
 
 

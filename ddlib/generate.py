@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ddlib import distributed
 from ddlib.data import to_uint8
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, check_number
 from ddlib.accel.graphs import graphed
 from ddlib.guidance import GuidedModel, check_labels
 from ddlib.samplers import ddim_sample, ddpm_sample
@@ -58,6 +58,7 @@ def generate(
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
     shard: bool = True,
+    on_batch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sample ``num`` images; returns (uint8 images (N, C, H, W) on the CPU, labels or None).
 
@@ -67,9 +68,16 @@ def generate(
     and every rank gets all ``num`` images in index order; a batch is made exactly as one process makes it
     (same images, same seeds, same generator), so the images do not depend on the number of ranks. Every rank
     must call it then; ``shard=False`` makes all images in this process.
+    ``on_batch(start, images)``: called with each finished batch of uint8 images instead of keeping
+    them (memory stays bounded by one batch); the returned image tensor is then empty. In a torchrun job each
+    rank's ``on_batch`` receives that rank's batches only.
     """
     if sampler not in SAMPLERS:
         raise DDLibError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    check_number("num", num, minimum=1, integer=True)
+    check_number("batch_size", batch_size, minimum=1, integer=True)
+    check_number("guidance", guidance, minimum=0)
+    check_number("eta", eta, minimum=0)
     cfg = model.config
     device = next(model.parameters()).device
     num_classes = cfg.num_classes
@@ -99,7 +107,12 @@ def generate(
             x = ddpm_sample(net, schedule, x_T.shape, variance=variance, **common)
         if decode is not None:
             x = decode(x)
-        out.append(to_uint8(x).cpu())
+        if on_batch is not None:
+            on_batch(start, to_uint8(x).cpu())
+        else:
+            out.append(to_uint8(x).cpu())
+    if on_batch is not None:
+        return torch.empty((0, *shape), dtype=torch.uint8), labels
     if not sharded:
         return torch.cat(out), labels
     mine = torch.cat(out) if out else torch.zeros((0,), dtype=torch.uint8)  # a rank may have no batch

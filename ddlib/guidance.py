@@ -47,8 +47,8 @@ class GuidedModel(nn.Module):
         num_classes = getattr(getattr(model, "config", None), "num_classes", None)
         if num_classes is None:
             raise DDLibError("classifier-free guidance needs a class-conditional model (train with --class-conditional)")
-        if scale < 0:
-            raise DDLibError(f"guidance scale must be >= 0 (1 = conditional, 0 = unconditional), got {scale}")
+        if not 0 <= scale < float("inf"):  # NaN fails this too
+            raise DDLibError(f"guidance scale must be >= 0 and finite (1 = conditional, 0 = unconditional), got {scale}")
         self.model = model
         self.scale = float(scale)
         self.num_classes = num_classes

@@ -17,6 +17,8 @@ float64-exact updates (the tests compare against closed forms at 1e-6).
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
@@ -110,8 +112,8 @@ def ddim_update(
     unless ``step(..., use_clipped_model_output=True)``, which re-derives it "as in GLIDE" — the convention used
     here. With ``clip=False`` ε̂ is used as predicted.
     """
-    if eta < 0:
-        raise DDLibError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+    if not 0 <= eta < math.inf:  # NaN fails this too
+        raise DDLibError(f"eta must be >= 0 and finite (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
     ints = _is_int(t) and _is_int(t_prev)
     if _any(t_prev >= t if ints else _as_batch_t(t_prev, x_t) >= _as_batch_t(t, x_t), unread=False):
         raise DDLibError("DDIM steps must go backwards in time: need t_prev < t")
@@ -234,8 +236,8 @@ def ddim_sample(
     η = 0 is deterministic given x_T; η = 1 with all T steps is DDPM ancestral sampling with β̃_t.
     Arguments as :func:`ddpm_sample`.
     """
-    if eta < 0:
-        raise DDLibError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+    if not 0 <= eta < math.inf:  # NaN fails this too
+        raise DDLibError(f"eta must be >= 0 and finite (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
     ts = ddim_timesteps(len(s), num_steps, spacing)
     pairs = list(zip(ts, ts[1:] + [-1]))
 

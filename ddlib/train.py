@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
+import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -33,10 +36,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddlib import distributed
-from ddlib.checkpoint import CHECKPOINT, check_config, load_checkpoint, run_checkpoint, save_checkpoint
+from ddlib.checkpoint import (CHECKPOINT, check_config, claim_run_folder, load_checkpoint, run_checkpoint, run_lock,
+                              save_checkpoint)
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, check_number
 from ddlib.accel.graphs import StepGraph, graphs_enabled
 from ddlib.guidance import drop_labels
 from ddlib.schedules import NoiseSchedule, make_schedule
@@ -75,8 +79,16 @@ class TrainConfig:
     RESUMABLE = ("steps", "checkpoint_every", "log_every")
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise DDLibError(f"steps and batch_size must be >= 1, got steps={self.steps}, batch_size={self.batch_size}")
+        for name in ("steps", "batch_size", "num_train_timesteps", "checkpoint_every", "log_every"):
+            check_number(name, getattr(self, name), minimum=1, integer=True)
+        check_number("warmup_steps", self.warmup_steps, minimum=0, integer=True)
+        check_number("seed", self.seed, integer=True)
+        check_number("lr", self.lr, above=0)
+        check_number("weight_decay", self.weight_decay, minimum=0)
+        check_number("grad_clip (0 disables clipping)", self.grad_clip, minimum=0)
+        check_number("p_uncond", self.p_uncond, minimum=0, maximum=1)
+        if self.data_limit is not None:
+            check_number("data_limit", self.data_limit, minimum=1, integer=True)
         if self.precision not in PRECISIONS:
             raise DDLibError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not 0 <= self.ema_decay < 1:
@@ -213,11 +225,29 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
 
 
 def read_log(path: str | Path) -> list[dict]:
-    """The records of a JSONL log (``log.jsonl`` or ``eval.jsonl``); [] if it does not exist."""
+    """The records of a JSONL log (``log.jsonl`` or ``eval.jsonl``); [] if it does not exist.
+
+    A torn last line (a process killed mid-write) is dropped with a warning, so the run can resume;
+    a damaged line before it is an error naming the file and the line.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    records = []
+    for j, (i, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            if j == len(lines) - 1:
+                warnings.warn(f"{path}: dropped a torn last line ({i}); it was cut off mid-write", stacklevel=2)
+                break
+            raise DDLibError(f"{path} line {i} is not a JSON record; fix or delete that line (or the file) "
+                             "and run again") from None
+        records.append(record)
+    return records
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -231,6 +261,22 @@ def _truncate_log(path: Path, step: int) -> None:
 # the loop
 
 
+def _holding_run_folder(fit_fn):
+    """Run ``fit_fn`` holding its run folder: locked against a second writer, refused when it holds
+    files ddlib did not write (unless ``overwrite=True``), tidied of temporary files left by killed writes.
+    In a multi-process run (``RANK`` set) only rank 0 writes, so only it takes the lock."""
+
+    @functools.wraps(fit_fn)
+    def fit_holding(model, loss_fn, data, cfg, identity, out_dir, *args, overwrite: bool = False, **kwargs):
+        if int(os.environ.get("RANK", "0") or 0) != 0:
+            return fit_fn(model, loss_fn, data, cfg, identity, out_dir, *args, **kwargs)
+        with run_lock(out_dir):
+            claim_run_folder(out_dir, overwrite=overwrite)
+            return fit_fn(model, loss_fn, data, cfg, identity, out_dir, *args, **kwargs)
+
+    return fit_holding
+
+
 @dataclass
 class TrainResult:
     model: nn.Module  # the raw weights
@@ -239,6 +285,7 @@ class TrainResult:
     out_dir: Path
 
 
+@_holding_run_folder
 def fit(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
@@ -290,7 +337,7 @@ def fit(
             raise DDLibError(f"rank {distributed.rank()} cannot see {ckpt_path}, which rank 0 resumes from; "
                              f"put --out on a filesystem that every node shares")
         state = load_checkpoint(ckpt_path, map_location=device)
-        check_config(state, identity, ckpt_path)
+        check_config(state, identity, ckpt_path, kind=(extra_state or {}).get("kind"))
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         load_optimizer_state(opt, state["optimizer"])
@@ -449,21 +496,27 @@ def train(
     eval_every: int = 0,
     extra_identity: dict | None = None,
     extra_state: dict | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train (or resume training) a diffusion UNet as ``config`` says; outputs go to ``out_dir``.
 
     ``data`` may also be a :class:`ddlib.vae.LatentSet` (latent diffusion); ``extra_identity`` joins what a
     checkpoint must match to be resumed, ``extra_state`` what every checkpoint stores (e.g. the VAE used).
+    ``overwrite``: write into ``out_dir`` even when it holds files ddlib did not write.
     """
     if data is None:
         data = load_dataset(config.dataset, limit=config.data_limit, progress=progress)
+    h, w = data.images.shape[-2:]
+    if h != w:
+        raise DDLibError(f"{config.dataset} has {w}x{h} images; ddlib's UNets take square images: crop or resize "
+                         "them to one square size first")
     schedule = config.make_schedule()
     model = seeded_model(config, data)
     loss_fn = diffusion_loss(schedule, config.class_conditional, config.p_uncond, data.num_classes)
     extra = {"kind": "unet", "unet_config": model.config.to_dict(), "classes": list(data.classes), **(extra_state or {})}
     return fit(model, loss_fn, data, config, {**config.identity(), **(extra_identity or {})}, out_dir, device=device,
                resume=resume, progress=progress, evaluator=evaluator, eval_every=eval_every, extra_state=extra,
-               memory_format=fast_memory_format(device))
+               memory_format=fast_memory_format(device), overwrite=overwrite)
 
 
 @dataclass

@@ -35,13 +35,18 @@ def test_diffusers_reference_is_the_same_network():
     assert forward_flops(ours, x, t) == forward_flops(theirs, x, t)
 
 
+@pytest.mark.slow  # ho-cifar10 (35 M parameters) trained and sampled on the CPU: minutes on 2 shared cores
 def test_run_bench_small_on_cpu():
     cfg = BenchConfig(preset="ho-cifar10", batch_size=2, device="cpu", warmup=1, rounds=1, steps_per_round=1,
                       sample_steps=2, sample_batch=1)
     results = run_bench(cfg, compare="diffusers", progress=lambda m: None)
     assert [r["model"] for r in results] == ["ddlib", "diffusers"]
     for r in results:
-        assert r["train_img_per_s"] > 0 and r["sample_img_per_s"] > 0 and 0 < r["train_mfu"] < 5
+        assert r["train_img_per_s"] > 0 and r["sample_img_per_s"] > 0
+        # MFU is what its definition says: 3 forward-FLOPs per image (forward + backward) times images/s over the
+        # measured matmul rate; a bound like "< 500 %" would pass a wrong factor of 3 or 1000
+        expected = 3 * r["fwd_gflops_per_img"] * 1e9 * r["train_img_per_s"] / (r["matmul_tflops"] * 1e12)
+        assert r["train_mfu"] == pytest.approx(expected, rel=1e-9) and r["train_mfu"] < 1
     assert results[0]["train_img_per_s_vs_diffusers"] > 0
 
 

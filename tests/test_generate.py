@@ -65,4 +65,4 @@ def test_sample_command_writes_grid_and_npz(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     bad = subprocess.run([sys.executable, "-m", "ddlib", "sample", str(tmp_path / "run"), "--guidance", "-1",
                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
-    assert bad.returncode == 2 and "guidance scale must be >= 0" in bad.stderr
+    assert bad.returncode == 2 and "--guidance: must be >= 0" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -155,9 +155,13 @@ def test_guidance_sweep_records_and_optional_metrics(net, classifier):
     seen = []
     small = unet_from_preset("test", image_size=16, num_classes=6).eval()
     records = guidance_sweep(small, make_schedule("linear", 1000), [0.0, 2.0], 6, classifier, num_steps=2,
-                             metrics=lambda images: seen.append(images.shape) or {"fid": 1.0})
-    assert [r["scale"] for r in records] == [0.0, 2.0] and seen == [(6, 3, 16, 16)] * 2
-    assert all(r["n"] == 6 and 0 <= r["class_consistency"] <= 1 and r["fid"] == 1.0 for r in records)
+                             metrics=lambda images: seen.append(images) or {"fid": 1.0})
+    assert [r["scale"] for r in records] == [0.0, 2.0] and [tuple(x.shape) for x in seen] == [(6, 3, 16, 16)] * 2
+    # the consistency is the fraction of the sweep's own images the classifier puts in the class they were drawn
+    # for (labels 0..5), computed here from the images the sweep handed to `metrics`
+    for r, images in zip(records, seen):
+        agree = (predict(classifier, images) == torch.arange(6)).float().mean()
+        assert r["n"] == 6 and r["class_consistency"] == pytest.approx(float(agree)) and r["fid"] == 1.0
     assert "fid" not in guidance_sweep(small, make_schedule("linear", 1000), [1.0], 6, classifier, num_steps=2)[0]
 
 

@@ -63,6 +63,7 @@ def test_resume_in_process_is_bit_identical_and_leaves_global_rng(tmp_path):
     assert [r["step"] for r in read_log(tmp_path / "split/log.jsonl")] == [5, 10, 15, 20]
 
 
+@pytest.mark.slow  # three 40-step trainings in subprocesses
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     """A real SIGKILL after the first checkpoint, then the same command again, against one straight run."""
     args = [sys.executable, "-m", "ddlib", "train", "--data", "synthetic:train", "--preset", "test", "--steps", "40",

@@ -15,7 +15,8 @@ from ddlib.train import TrainConfig, load_trained, read_log
 from ddlib.unet import unet_from_preset
 from ddlib.vae import (
     VAE, LatentSet, VAETrainConfig, bicubic_reconstruction, encode_dataset, image_quality,
-    latent_scale_factor, load_latent_diffusion, load_vae, preset_config, reconstruction_metrics, train_latent_diffusion,
+    latent_scale_factor, load_latent_diffusion, load_vae, preset_config, reconstruct, reconstruction_metrics,
+    train_latent_diffusion,
     train_vae, vae_fingerprint, vae_loss,
 )
 
@@ -141,7 +142,13 @@ def test_train_vae_checkpoint_and_load(vae_run, tmp_path):
     with torch.no_grad():
         assert torch.equal(vae.encode(data.images[:4]), result.ema.encode(data.images[:4]))
     metrics = reconstruction_metrics(vae, data.images[:8], batch_size=3)
-    assert metrics["n"] == 8 and metrics["psnr"] > 0 and -1 <= metrics["ssim"] <= 1
+    # PSNR against its definition, computed here: mean over images of 10·log10(255² / MSE_i)
+    rec = reconstruct(vae, data.images[:8]).double()
+    mse = (data.images[:8].double() - rec).pow(2).mean(dim=(1, 2, 3))
+    assert metrics["n"] == 8
+    assert metrics["psnr"] == pytest.approx(float((10 * torch.log10(255.0**2 / mse)).mean()), rel=1e-6)
+    assert reconstruction_metrics(vae, data.images[:8], batch_size=8)["psnr"] == pytest.approx(metrics["psnr"], rel=1e-4)
+    assert image_quality(data.images[:8], data.images[:8])["ssim"] == pytest.approx(1.0)
     with pytest.raises(DDLibError, match="not a diffusion UNet"):
         load_trained(result.out_dir)
     with pytest.raises(DDLibError, match="no checkpoint"):

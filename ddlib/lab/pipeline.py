@@ -33,16 +33,18 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ddlib.lab.context import REPO_ROOT, _resolve_reports_dir, check_outputs
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, check_name, raise_interrupted
 from ddlib.lab.export import REPORT_NOTEBOOK, build_html, build_pdf
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
@@ -88,11 +90,41 @@ def load_profile(profile: str, profiles_dir: Path = PROFILES_DIR) -> dict:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in profiles_dir.glob("*.yaml"))) or "none"
         raise DDLibError(f"no profile {profile!r} (looked for {path}); profiles: {known}")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise DDLibError(f"profile {path} is not valid YAML{where} ({problem}); fix that line") from None
     if not isinstance(params, dict):
         raise DDLibError(f"{path} must hold a mapping of parameter names to values")
     params.setdefault("profile", path.stem)
     return params
+
+
+def check_value_types(params: dict, defaults: dict, where: str = "profile") -> None:
+    """Each value must be of the kind its notebook's default is (number, bool, text, list, mapping),
+    and numbers finite, so that a typo is reported with the parameter's name before any notebook runs."""
+    import ast
+    import math
+
+    kinds = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), (list, "a list"), (dict, "a mapping"))
+    for key, value in params.items():
+        if value is None:  # "none"/"all" where a notebook takes it (e.g. a limit)
+            continue
+        try:
+            default = ast.literal_eval(defaults[key]) if isinstance(defaults.get(key), str) else None
+        except (ValueError, SyntaxError):
+            default = None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DDLibError(f"{where} parameter {key} must be finite, got {value}")
+        for kind, name in kinds:
+            if isinstance(default, kind) and (kind is bool or not isinstance(default, bool)):
+                if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                    raise DDLibError(f"{where} parameter {key} must be {name} (the notebooks' default is {default!r}), "
+                                     f"got {value!r}")
+                break
 
 
 def notebook_parameters(path: Path) -> dict:
@@ -119,12 +151,13 @@ def profile_notebooks_dir(params: dict, default: Path = NOTEBOOKS_DIR) -> Path:
 
 def check_profile(params: dict, notebooks: Sequence[Path]) -> None:
     """Every profile key must be a parameter of some notebook (a typo would otherwise be silently ignored)."""
-    declared: set[str] = set()
+    declared: dict = {}
     for nb in notebooks:
-        declared |= set(notebook_parameters(nb))
-    unknown = sorted(set(params) - declared)
+        declared.update(notebook_parameters(nb))
+    unknown = sorted(set(params) - set(declared))
     if unknown:
         raise DDLibError(f"profile parameter(s) {', '.join(unknown)} are not declared by any notebook's parameters cell")
+    check_value_types(params, declared)
 
 
 def ensure_kernel(name: str = KERNEL_NAME) -> None:
@@ -192,7 +225,7 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     if "notebooks_dir" in params:
         notebooks_dir = profile_notebooks_dir(params)
         params.pop("notebooks_dir")
-    profile_name = params["profile"]
+    profile_name = check_name("profile name", params["profile"])  # it names a folder that is emptied below
     root = Path(reports_dir) if reports_dir is not None else REPO_ROOT / "reports"
     out_dir = (root if root.is_absolute() else REPO_ROOT / root).resolve() / profile_name
     params["reports_dir"] = str(out_dir.parent)
@@ -213,7 +246,8 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
             shutil.rmtree(out_dir / sub, ignore_errors=True)
         for name in ("timings.json", "references.json"):
             (out_dir / name).unlink(missing_ok=True)
-    _write_status(out_dir, f"incomplete: running profile {profile_name} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    _write_status(out_dir, f"incomplete: running profile {profile_name} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                           f"(pid {os.getpid()})")
     ensure_kernel(kernel)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -231,8 +265,51 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
 
     revision, torch_version = git_revision(REPO_ROOT), version("torch")  # what each notebook's numbers were made with
     timings_path = out_dir / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    try:
+        timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    except ValueError:  # torn by a killed run: the timings of this run replace it
+        timings = {}
     t_all = time.perf_counter()
+    with _status_on_interrupt(out_dir, profile_name):
+        _run_notebooks(selected, out_dir, params, profile_name, kernel, log, timings, timings_path)
+    if html and any(nb.stem == REPORT_NOTEBOOK for nb in selected):
+        path = build_html(out_dir)
+        log(f"[{profile_name}] wrote {path}")
+    total = time.perf_counter() - t_all
+    # a partial run (--only) completes the report only when every notebook's outputs are there
+    done = all((out_dir / "notebooks" / f"{nb.stem}.ipynb").is_file() and not check_outputs(out_dir, nb.stem) for nb in all_nbs)
+    if full or (done and (out_dir / "report.html").is_file()):
+        _write_status(out_dir, f"complete: profile {profile_name}, {len(selected)} of {len(all_nbs)} notebooks run in "
+                               f"{total:.0f} s, finished {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    else:
+        _write_status(out_dir, f"incomplete: ran {', '.join(nb.stem for nb in selected)}; run the whole profile "
+                               f"(or {REPORT_NOTEBOOK}) for a report")
+    return out_dir
+
+
+@contextmanager
+def _status_on_interrupt(out_dir: Path, profile_name: str):
+    """``STATUS`` says ``interrupted`` when SIGINT or SIGTERM stops the run (SIGTERM is turned into the same
+    KeyboardInterrupt as Ctrl-C here, in the main thread). SIGKILL cannot be caught: STATUS then keeps
+    ``incomplete: running … (pid N)``, and the pid tells a reader the run is gone."""
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        why = str(err) or "SIGINT"
+        _write_status(out_dir, f"interrupted: profile {profile_name} stopped by {why} at "
+                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}; run it again to finish (cached steps are reused)")
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_notebooks(selected, out_dir, params, profile_name, kernel, log, timings, timings_path) -> None:
     for nb in selected:
         output = out_dir / "notebooks" / f"{nb.stem}.ipynb"
         log(f"[{profile_name}] {nb.stem} …")
@@ -249,19 +326,6 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
                             "commit": revision, "torch": torch_version}
         timings_path.write_text(json.dumps(timings, indent=1) + "\n")
         log(f"[{profile_name}] {nb.stem} done in {seconds:.0f} s")
-    if html and any(nb.stem == REPORT_NOTEBOOK for nb in selected):
-        path = build_html(out_dir)
-        log(f"[{profile_name}] wrote {path}")
-    total = time.perf_counter() - t_all
-    # a partial run (--only) completes the report only when every notebook's outputs are there
-    done = all((out_dir / "notebooks" / f"{nb.stem}.ipynb").is_file() and not check_outputs(out_dir, nb.stem) for nb in all_nbs)
-    if full or (done and (out_dir / "report.html").is_file()):
-        _write_status(out_dir, f"complete: profile {profile_name}, {len(selected)} of {len(all_nbs)} notebooks run in "
-                               f"{total:.0f} s, finished {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    else:
-        _write_status(out_dir, f"incomplete: ran {', '.join(nb.stem for nb in selected)}; run the whole profile "
-                               f"(or {REPORT_NOTEBOOK}) for a report")
-    return out_dir
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,7 +350,10 @@ def _overrides(pairs: Sequence[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep:
             raise DDLibError(f"--set takes KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise DDLibError(f"--set {pair!r}: the value is not valid YAML; quote text values") from None
     return out
 
 
@@ -303,6 +370,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_pdf(args: argparse.Namespace) -> int:
     root = _resolve_reports_dir(args.reports_dir)
     name = load_profile(args.profile)["profile"] if not (root / args.profile).is_dir() else args.profile
+    check_name("profile name", name)
     path = build_pdf(root / name)
     print(f"wrote {path}")
     return 0

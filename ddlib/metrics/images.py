@@ -11,7 +11,8 @@ import torch
 from tqdm import tqdm
 
 from ddlib import distributed
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, open_npz
+from ddlib.pixels import rgb_array
 from ddlib.metrics.inception import FEATURE_DIM, load_extractor
 from ddlib.metrics.stats import InceptionScoreUnavailable, inception_score_from_logits
 
@@ -82,8 +83,13 @@ def load_image_folder(path: str | os.PathLike) -> torch.Tensor:
                          "point at a folder of images")
     arrays, first = [], None
     for p in tqdm(files, desc=f"read {root.name}", unit="img", disable=len(files) < 1000):
-        with Image.open(p) as im:
-            a = np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(p) as im:
+                a = rgb_array(im, str(p))  # 16-bit greyscale scaled, not clipped to white
+        except DDLibError:
+            raise
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise DDLibError(f"cannot decode the image {p} ({type(err).__name__}): replace or delete the file") from None
         if first is None:
             first = (p, a.shape)
         elif a.shape != first[1]:
@@ -95,7 +101,7 @@ def load_image_folder(path: str | os.PathLike) -> torch.Tensor:
 
 def load_images_npz(path: str | os.PathLike) -> torch.Tensor:
     """uint8 images from an ``.npz`` (array ``images``, or its only array), NCHW or NHWC."""
-    with np.load(path, allow_pickle=False) as z:
+    with open_npz(path, "write it again (python -m ddlib sample writes one)") as z:
         key = "images" if "images" in z.files else (z.files[0] if len(z.files) == 1 else None)
         if key is None:
             raise DDLibError(f"{path} holds neither FID statistics (mu, sigma) nor images (an array 'images'); "

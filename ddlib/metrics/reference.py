@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 
 from ddlib.data import images_sha1
 from ddlib.device import hardware_string
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, open_npz, remove_stale_tmp, tmp_name
 from ddlib.metrics.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
 from ddlib.metrics.images import as_uint8_images, default_device, load_image_folder, load_images_npz
@@ -106,9 +107,9 @@ def reference_features(spec: str, *, count: int | None = None, data_dir=None, ca
     spec = _normalize_spec(spec)
     count = _resolve_count(spec, count, data_dir, cache_dir, progress)
     _, fpath = reference_paths(spec, count, cache_dir)
-    if fpath.is_file():
-        with np.load(fpath, allow_pickle=False) as z:
-            feats, prov = z["features"], json.loads(str(z["provenance"]))
+    cached = _read_cached(fpath, lambda z: (z["features"], json.loads(str(z["provenance"]))))
+    if cached is not None:
+        feats, prov = cached
         sha = _current_sha1(spec, count, data_dir, cache_dir, progress)
         if prov.get("preprocessing") == PREPROCESSING_ID and sha in (None, prov.get("images_sha1")):
             return feats, prov
@@ -126,11 +127,29 @@ def reference_features(spec: str, *, count: int | None = None, data_dir=None, ca
     return feats, prov
 
 
+def _read_cached(path: Path, read):
+    """``read(npz)`` of a cache file, or None when it is missing or damaged (a damaged one is deleted and rebuilt)."""
+    if not path.is_file():
+        return None
+    remove_stale_tmp(path.parent, f"{path.name}.pid*.tmp.npz")  # left by runs killed while writing this file
+    try:
+        with open_npz(path, "it will be rebuilt") as z:
+            return read(z)
+    except (DDLibError, KeyError, ValueError) as err:
+        warnings.warn(f"rebuilding the damaged cache file {path}: {err}", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+
+
 def _save_features(path: Path, feats: np.ndarray, prov: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, features=np.asarray(feats, dtype=np.float32), provenance=np.array(json.dumps(prov, sort_keys=True)))
-    os.replace(tmp, path)
+    tmp = tmp_name(path, ".tmp.npz")  # unique per process: two cold-cache runs never share a temporary file
+    try:
+        np.savez(tmp, features=np.asarray(feats, dtype=np.float32),
+                 provenance=np.array(json.dumps(prov, sort_keys=True)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def reference_statistics(spec: str, *, count: int | None = None, data_dir=None, cache_dir=None, device=None,
@@ -144,8 +163,8 @@ def reference_statistics(spec: str, *, count: int | None = None, data_dir=None, 
     spec = _normalize_spec(spec)
     count = _resolve_count(spec, count, data_dir, cache_dir, progress)
     spath, _ = reference_paths(spec, count, cache_dir)
-    if spath.is_file():
-        st = FIDStatistics.load(spath)
+    st = _load_stats_or_none(spath) if spath.is_file() else None
+    if st is not None:
         if _current_sha1(spec, count, data_dir, cache_dir, progress) in (None, st.provenance.get("images_sha1")):
             return st
     feats, prov = reference_features(spec, count=count, data_dir=data_dir, cache_dir=cache_dir, device=device,
@@ -153,6 +172,16 @@ def reference_statistics(spec: str, *, count: int | None = None, data_dir=None, 
     stats = FIDStatistics.from_features(feats, prov)
     stats.save(spath)
     return stats
+
+
+def _load_stats_or_none(path: Path) -> FIDStatistics | None:
+    """Cached statistics, or None (the file deleted, to be rebuilt) when they cannot be used."""
+    try:
+        return FIDStatistics.load(path)
+    except DDLibError as err:
+        warnings.warn(f"rebuilding the cache file {path}: {err}", stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
 
 
 @dataclass(frozen=True)
@@ -182,7 +211,7 @@ def _prepare(src, *, limit, data_dir, progress, name):
             images = load_image_folder(path)
             desc = f"{name}: folder {path} ({len(images)} images, {images.shape[3]}x{images.shape[2]})"
         elif path.is_file() and path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path, "write it again (`python -m ddlib sample` or `python -m ddlib stats`)") as z:
                 is_stats = {"mu", "sigma"} <= set(z.files)
             if is_stats:
                 st = FIDStatistics.load(path)

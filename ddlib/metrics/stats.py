@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddlib.errors import DDLibError
+from ddlib.errors import DDLibError, open_npz, tmp_name
 from ddlib.metrics.inception import PREPROCESSING_ID
 
 PREP_TAG = hashlib.sha1(PREPROCESSING_ID.encode()).hexdigest()[:8]
@@ -45,35 +45,39 @@ class FIDStatistics:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
-                 provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
-        os.replace(tmp, path)
+        tmp = tmp_name(path, ".tmp.npz")  # unique per process: two runs filling one cache never share it
+        try:
+            np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
+                     provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, preprocessing: str | None = PREPROCESSING_ID) -> FIDStatistics:
         """Load and check; ``preprocessing=None`` skips the check (for inspection only)."""
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if not {"mu", "sigma"} <= set(z.files):
-                    raise DDLibError(f"{path} holds no FID statistics (arrays mu and sigma); "
-                                     "make it with `python -m ddlib stats`")
-                mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
-                prov = json.loads(str(z["provenance"])) if "provenance" in z.files else {}
-                n = int(z["n"]) if "n" in z.files else int(prov.get("count", 0))
-        except (OSError, ValueError) as err:
-            if isinstance(err, DDLibError):
-                raise
-            raise DDLibError(f"cannot read FID statistics from {path} ({err}); "
-                             "recompute them with `python -m ddlib stats`") from None
+        with open_npz(path, "recompute them with `python -m ddlib stats` (a cached reference: delete the file)") as z:
+            if not {"mu", "sigma"} <= set(z.files):
+                raise DDLibError(f"{path} holds no FID statistics (arrays mu and sigma); "
+                                 "make it with `python -m ddlib stats`")
+            mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
+            prov = json.loads(str(z["provenance"])) if "provenance" in z.files else {}
+            n = int(z["n"]) if "n" in z.files else int(prov.get("count", 0))
         got = prov.get("preprocessing")
         if preprocessing is not None and got != preprocessing:
             raise DDLibError(f"{path} was computed with preprocessing {got or 'unknown (no provenance)'!r}, not "
                              f"{preprocessing!r}; recompute it with `python -m ddlib stats`")
         if mu.shape != (len(mu),) or sigma.shape != (len(mu), len(mu)):
             raise DDLibError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match; recompute it")
+        check_finite_stats(mu, sigma, str(path))
         return cls(mu, sigma, n, prov)
+
+
+def check_finite_stats(mu, sigma, what: str) -> None:
+    """Refuse statistics holding NaN or ±inf: a FID of them would be ``nan``, silently."""
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise DDLibError(f"the FID statistics of {what} hold NaN or inf values; recompute them from finite images/features")
 
 
 _SQRT_CACHE: dict[str, torch.Tensor] = {}
@@ -99,6 +103,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     reference cached, several times faster than a general ``eigvals`` or scipy's ``sqrtm`` on a CPU.
     Pass the reference second.
     """
+    check_finite_stats(np.asarray(mu1), np.asarray(sigma1), "the first set")
+    check_finite_stats(np.asarray(mu2), np.asarray(sigma2), "the second set")
     t = [torch.as_tensor(np.asarray(a), dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2)]
     if t[0].shape != t[2].shape or t[1].shape != t[3].shape:
         raise DDLibError(f"cannot compare statistics of {tuple(t[0].shape)}- and {tuple(t[2].shape)}-d features")
@@ -122,6 +128,8 @@ def fid(a: FIDStatistics, b: FIDStatistics, *, features_a=None, features_b=None)
         raise DDLibError(f"cannot compare statistics made with different preprocessing ({pa!r} vs {pb!r}); recompute one")
     if a.mu.shape != b.mu.shape:
         raise DDLibError(f"cannot compare statistics of {a.mu.shape[0]}- and {b.mu.shape[0]}-d features")
+    check_finite_stats(a.mu, a.sigma, "A")
+    check_finite_stats(b.mu, b.sigma, "B")
     options = [(len(f), st_other, f) for f, st_other in ((features_b, a), (features_a, b)) if f is not None]
     options = [o for o in options if o[0] < len(a.mu)]
     if not options:
