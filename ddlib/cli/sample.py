@@ -100,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
                     tmp.unlink(missing_ok=True)
                 grid = torch.from_numpy(np.array(pixels[:GRID_IMAGES])).permute(0, 3, 1, 2)
                 save_image_grid(grid, png_path)
-            del pixels
         finally:
             if main and pixels_path is not None:
                 pixels_path.unlink(missing_ok=True)

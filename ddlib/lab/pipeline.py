@@ -259,11 +259,6 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     if force_enabled():  # FORCE=1 recomputes what this run touches once; later notebooks reuse it
         os.environ[FORCE_SINCE_ENV] = repr(time.time())
 
-    from importlib.metadata import version
-
-    from ddlib.lab.assemble import git_revision
-
-    revision, torch_version = git_revision(REPO_ROOT), version("torch")  # what each notebook's numbers were made with
     timings_path = out_dir / "timings.json"
     try:
         timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -310,6 +305,11 @@ def _status_on_interrupt(out_dir: Path, profile_name: str):
 
 
 def _run_notebooks(selected, out_dir, params, profile_name, kernel, log, timings, timings_path) -> None:
+    from importlib.metadata import version
+
+    from ddlib.lab.assemble import git_revision
+
+    revision, torch_version = git_revision(REPO_ROOT), version("torch")  # what each notebook's numbers were made with
     for nb in selected:
         output = out_dir / "notebooks" / f"{nb.stem}.ipynb"
         log(f"[{profile_name}] {nb.stem} …")
