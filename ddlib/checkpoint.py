@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing that needs
 pickle's arbitrary code execution to load). ``save_checkpoint`` writes to a temporary file in the
-same folder, flushes it to disk and renames it over the target, so a run killed mid-write leaves
+same folder, flushes it to disk and renames it over the target (:func:`ddlib.files.atomic_open`), so a run killed mid-write leaves
 the previous checkpoint intact. Each checkpoint records the hash of the configuration that made it;
 :func:`check_config` refuses to resume or load under a different one.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_open
 
 FORMAT = "ddlib-checkpoint-v1"
 
@@ -39,18 +39,8 @@ def config_hash(config: dict) -> str:
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` (plus the format tag) to ``path`` atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as f:
+        torch.save({"format": FORMAT, **state}, f)
     return path
 
 

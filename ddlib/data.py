@@ -45,8 +45,7 @@ Caches
     path, split, ``limit``, and the archive's size and modification time (for a folder, a digest of
     its file list with sizes and times) — and is rebuilt when that no longer matches. A load with
     ``limit`` slices the full cache when one exists and otherwise decodes and caches only its first
-    ``limit`` images, in a file of its own. Caches are written atomically (temporary file, then
-    :func:`os.replace`), so an interrupted run never leaves a half-written cache behind.
+    ``limit`` images, in a file of its own. Caches are written atomically (:func:`ddlib.files.atomic_open`), so an interrupted run never leaves a half-written cache behind.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -70,6 +68,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_open
 
 __all__ = [
     "ImageSet",
@@ -477,20 +476,12 @@ def _read_cache(path: Path, provenance: dict[str, object]) -> dict[str, np.ndarr
 
 def _write_cache(path: Path, provenance: dict[str, object], arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed ``.npz`` atomically: a temporary file in the same folder, then a rename."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:
             np.savez(f, provenance=np.array(json.dumps(provenance)), **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache may be shared by a course's users
-        os.replace(tmp, path)
     except OSError as err:
         raise DDLibError(f"cannot write the data cache {path} ({err}): pass cache_dir= or set DDLIB_CACHE_DIR "
                          f"to a writable folder") from err
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)  # gone after a successful rename
 
 
 # --------------------------------------------------------------------------------------------------

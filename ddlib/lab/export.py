@@ -6,11 +6,11 @@ distribution (``make pdf-deps`` installs :data:`PDF_PACKAGES` on Debian/Ubuntu).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_write_bytes, atomic_write_text
 
 REPORT_NOTEBOOK = "05_summary"
 PDF_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils"
@@ -51,9 +51,7 @@ def build_html(out_dir: str | Path) -> Path:
     nb = _load_report_notebook(out_dir)
     body, _ = HTMLExporter(config=_exporter_config()).from_notebook_node(nb)
     path = out_dir / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, body)
     return path
 
 
@@ -85,7 +83,5 @@ def build_pdf(out_dir: str | Path) -> Path:
         bad = [ln for ln in log if ln.startswith("!")][:3]
         raise DDLibError(f"xelatex failed: {'; '.join(bad) or (log[-1] if log else type(err).__name__)}") from None
     path = out_dir / "report.pdf"
-    tmp = path.with_name(".report.pdf.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, body)
     return path

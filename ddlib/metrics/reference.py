@@ -17,6 +17,7 @@ import torch
 from ddlib.data import images_sha1
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_open
 from ddlib.metrics.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
 from ddlib.metrics.images import as_uint8_images, default_device, load_image_folder, load_images_npz
@@ -127,10 +128,8 @@ def reference_features(spec: str, *, count: int | None = None, data_dir=None, ca
 
 
 def _save_features(path: Path, feats: np.ndarray, prov: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, features=np.asarray(feats, dtype=np.float32), provenance=np.array(json.dumps(prov, sort_keys=True)))
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        np.savez(f, features=np.asarray(feats, dtype=np.float32), provenance=np.array(json.dumps(prov, sort_keys=True)))
 
 
 def reference_statistics(spec: str, *, count: int | None = None, data_dir=None, cache_dir=None, device=None,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_open
 from ddlib.metrics.inception import PREPROCESSING_ID
 
 PREP_TAG = hashlib.sha1(PREPROCESSING_ID.encode()).hexdigest()[:8]
@@ -44,11 +45,9 @@ class FIDStatistics:
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
-                 provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
-        os.replace(tmp, path)
+        with atomic_open(path) as f:
+            np.savez(f, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
+                     provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
         return path
 
     @classmethod
