@@ -204,15 +204,14 @@ class Context:
         ``reference``: a data set spec (``count``: a seeded random subset of it) or a name registered
         with :meth:`image_reference`.
         """
-        from ddlib.metrics import FIDStatistics, compute_features, fid, kid
+        from ddlib.metrics import Source, compute_features, fid_kid
 
         t0 = time.perf_counter()
         ref_feats, ref = self._reference(reference, count)
         feats = compute_features(images, device=self.device_str, progress=False)
-        value = fid(FIDStatistics.from_features(feats), ref, features_a=feats)
-        kid_mean, kid_std = kid(feats, ref_feats, subset_size=min(1000, len(feats), len(ref_feats)))
-        return {"fid": round(value, 3), "kid": round(kid_mean, 5), "kid_std": round(kid_std, 5),
-                "n_samples": int(len(feats)), "reference_n": int(ref.n), "score_s": round(time.perf_counter() - t0, 1)}
+        s = fid_kid(Source.from_features(feats, "samples"), Source(reference, ref, ref_feats))
+        return {"fid": round(s["fid"], 3), "kid": round(s["kid_mean"], 5), "kid_std": round(s["kid_std"], 5),
+                "n_samples": s["n"], "reference_n": s["reference_n"], "score_s": round(time.perf_counter() - t0, 1)}
 
     @property
     def device_str(self) -> str:

@@ -21,7 +21,7 @@ from ddlib.files import atomic_open
 from ddlib.metrics.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
 from ddlib.metrics.images import as_uint8_images, default_device, load_image_folder, load_images_npz
-from ddlib.metrics.stats import PREP_TAG, FIDStatistics, fid
+from ddlib.metrics.stats import PREP_TAG, FIDStatistics, fid, kid
 
 
 def _slug(spec: str) -> str:
@@ -162,6 +162,11 @@ class Source:
     stats: FIDStatistics
     features: np.ndarray | None = None
 
+    @classmethod
+    def from_features(cls, features: np.ndarray, description: str, provenance: dict | None = None) -> "Source":
+        """A set known by its Inception features (N, 2048): its statistics, with the features kept for KID."""
+        return cls(description, FIDStatistics.from_features(features, provenance), features)
+
 
 def _looks_like_spec(s: str) -> bool:
     try:
@@ -240,7 +245,20 @@ def image_source(src, *, name: str = "input", **kw) -> Source:
     return image_sources([src], [name], **kw)[0]
 
 
+def fid_kid(a: Source, b: Source, *, with_kid: bool = True, kid_subset_size: int = 1000) -> dict:
+    """FID of ``a`` against the reference ``b``, and KID where both carry features: the one scoring path.
+
+    Returns ``{"fid", "n", "reference_n"}`` plus ``"kid_mean"``/``"kid_std"`` (over 100 subsets of
+    ``min(kid_subset_size, n, reference_n)``) when ``with_kid`` and both sides have features. The features
+    of either side, when known, let :func:`~ddlib.metrics.stats.fid` take the exact small-n route.
+    """
+    out = {"fid": fid(a.stats, b.stats, features_a=a.features, features_b=b.features),
+           "n": int(a.stats.n), "reference_n": int(b.stats.n)}
+    if with_kid and a.features is not None and b.features is not None:
+        out["kid_mean"], out["kid_std"] = kid(a.features, b.features, subset_size=kid_subset_size)
+    return out
+
+
 def compute_fid(a, b, **kw) -> float:
     """FID between two inputs of any kind :func:`image_source` takes (keyword arguments go to it)."""
-    sa, sb = image_sources([a, b], ["A", "B"], **kw)
-    return fid(sa.stats, sb.stats, features_a=sa.features, features_b=sb.features)
+    return fid_kid(*image_sources([a, b], ["A", "B"], **kw), with_kid=False)["fid"]
