@@ -31,11 +31,10 @@ and the images' hash), so diffusion training in latent space runs no encoder per
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +44,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddlib.checkpoint import config_hash, load_checkpoint, run_checkpoint, save_checkpoint
+from ddlib.config import from_preset
 from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_model_range, to_uint8
 from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
@@ -108,12 +108,7 @@ PRESETS: dict[str, VAEConfig] = {
 
 def preset_config(name: str, **overrides) -> VAEConfig:
     """The named VAE preset's config with fields replaced by ``overrides`` (e.g. ``latent_channels=3``)."""
-    if name not in PRESETS:
-        raise DDLibError(f"unknown VAE preset {name!r}; choose one of {', '.join(PRESETS)}")
-    unknown = set(overrides) - {f.name for f in fields(VAEConfig)}
-    if unknown:
-        raise DDLibError(f"unknown VAE option(s) {', '.join(sorted(unknown))}; valid: {', '.join(VAEConfig.__dataclass_fields__)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return from_preset(PRESETS, name, "VAE", **overrides)
 
 
 # --------------------------------------------------------------------------------------------------
