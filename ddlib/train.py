@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ddlib.config import check_options
 from ddlib.checkpoint import CHECKPOINT, check_config, load_checkpoint, run_checkpoint, save_checkpoint
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
@@ -44,24 +45,18 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a diffusion training run. Saved as ``config.json`` beside its outputs."""
+class LoopConfig:
+    """The fields of :func:`fit`'s loop, shared by every training configuration (:class:`TrainConfig` for the
+    UNet, :class:`ddlib.vae.VAETrainConfig` for the VAE), with their validation, ``to_dict``,
+    ``identity`` and ``from_dict``. A subclass adds what defines its model and data, and may give the loop
+    fields other defaults by declaring them again."""
 
-    dataset: str = "cifar10:train"  # a ddlib.data spec
-    data_limit: int | None = None  # use only the first N images (smoke runs)
-    preset: str = "small"  # ddlib.unet.PRESETS
-    unet: dict = field(default_factory=dict)  # UNetConfig overrides, e.g. {"dropout": 0.0}
-    class_conditional: bool = False
-    p_uncond: float = 0.1  # classifier-free guidance label dropout (class-conditional only)
-    schedule: str = "linear"
-    schedule_params: dict = field(default_factory=dict)  # e.g. {"beta_start": 2e-4}
-    num_train_timesteps: int = 1000
     steps: int = 10_000
     batch_size: int = 128
     lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 500
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0 disables clipping
     ema_decay: float = 0.9999
     hflip: bool = True
     seed: int = 0
@@ -81,21 +76,39 @@ class TrainConfig:
             raise DDLibError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise DDLibError("lr must be > 0, warmup_steps >= 0 and grad_clip >= 0 (0 disables clipping)")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise DDLibError(f"checkpoint_every and log_every must be >= 1 (steps), got {self.checkpoint_every}, "
+                             f"{self.log_every}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All fields, the subclass's first and the loop's last (the order of ``config.json``)."""
+        d = asdict(self)
+        loop = [f.name for f in fields(LoopConfig)]
+        return {**{k: v for k, v in d.items() if k not in loop}, **{k: d[k] for k in loop}}
 
     def identity(self) -> dict:
         """The fields a checkpoint must match to be resumed or loaded under this config."""
         return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise DDLibError(f"unknown training option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(names))}")
+    def from_dict(cls, d: dict):
+        check_options(cls, d, "training")
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
+    """Everything that defines a diffusion training run. Saved as ``config.json`` beside its outputs."""
+
+    dataset: str = "cifar10:train"  # a ddlib.data spec
+    data_limit: int | None = None  # use only the first N images (smoke runs)
+    preset: str = "small"  # ddlib.unet.PRESETS
+    unet: dict = field(default_factory=dict)  # UNetConfig overrides, e.g. {"dropout": 0.0}
+    class_conditional: bool = False
+    p_uncond: float = 0.1  # classifier-free guidance label dropout (class-conditional only)
+    schedule: str = "linear"
+    schedule_params: dict = field(default_factory=dict)  # e.g. {"beta_start": 2e-4}
+    num_train_timesteps: int = 1000
 
     def make_schedule(self) -> NoiseSchedule:
         return make_schedule(self.schedule, self.num_train_timesteps, **self.schedule_params)

@@ -49,7 +49,7 @@ from ddlib.data import ImageSet, TensorSet, default_cache_dir, load_dataset, to_
 from ddlib.device import resolve_device
 from ddlib.errors import DDLibError
 from ddlib.train import (
-    CHECKPOINT, PRECISIONS, TrainConfig, TrainedModel, TrainResult, fit, load_trained, seeded_model, train,
+    CHECKPOINT, LoopConfig, TrainConfig, TrainedModel, TrainResult, fit, load_trained, seeded_model, train,
 )
 from ddlib.unet import AttnBlock
 
@@ -229,8 +229,9 @@ def vae_fingerprint(vae: VAE) -> str:
 
 
 @dataclass(frozen=True)
-class VAETrainConfig:
-    """A VAE training run for :func:`ddlib.train.fit` (same loop fields as :class:`~ddlib.train.TrainConfig`)."""
+class VAETrainConfig(LoopConfig):
+    """A VAE training run for :func:`ddlib.train.fit`: the loop's fields (:class:`~ddlib.train.LoopConfig`,
+    with the defaults below) and the autoencoder's. Saved as ``config.json`` beside its outputs."""
 
     dataset: str = "tiny-imagenet-100:train"
     data_limit: int | None = None
@@ -244,32 +245,15 @@ class VAETrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
-    grad_clip: float = 1.0
     ema_decay: float = 0.999
-    hflip: bool = True
-    seed: int = 0
-    precision: str = "auto"
-    checkpoint_every: int = 1000
-    log_every: int = 50
-
-    RESUMABLE = ("steps", "checkpoint_every", "log_every")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.recon_loss not in RECON_LOSSES:
             raise DDLibError(f"unknown recon_loss {self.recon_loss!r}; choose one of {', '.join(RECON_LOSSES)}")
         if self.kl_weight < 0 or self.scale_images < 1:
             raise DDLibError(f"kl_weight must be >= 0 and scale_images >= 1, got {self.kl_weight}, {self.scale_images}")
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise DDLibError("steps and batch_size must be >= 1, lr > 0, warmup_steps >= 0 and grad_clip >= 0")
-        if self.precision not in PRECISIONS or not 0 <= self.ema_decay < 1:
-            raise DDLibError(f"precision must be one of {', '.join(PRECISIONS)} and ema_decay in [0, 1)")
         preset_config(self.preset, **self.vae)  # validates the preset and overrides
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def identity(self) -> dict:
-        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
 
     def make_model(self, data: ImageSet) -> VAE:
         return VAE(preset_config(self.preset, **{"image_size": data.image_size, "in_channels": data.channels, **self.vae}))
