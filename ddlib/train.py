@@ -47,7 +47,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass(frozen=True)
 class LoopConfig:
     """The fields of :func:`fit`'s loop, shared by every training configuration (:class:`TrainConfig` for the
-    UNet, :class:`ddlib.vae.VAETrainConfig` for the VAE), with their validation, ``to_dict``,
+    UNet, :class:`ddlib.train_vae.VAETrainConfig` for the VAE), with their validation, ``to_dict``,
     ``identity`` and ``from_dict``. A subclass adds what defines its model and data, and may give the loop
     fields other defaults by declaring them again."""
 
@@ -264,7 +264,7 @@ def fit(
     ``cfg`` supplies steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, ema_decay, hflip,
     seed, precision, checkpoint_every and log_every; ``identity`` is what a checkpoint must match.
     x arrives in [-1, 1] (float32, flipped if ``cfg.hflip``), y as int64 labels. ``data`` may instead
-    hold float ``images`` (e.g. a :class:`ddlib.vae.LatentSet` of VAE latents): those pass unscaled.
+    hold float ``images`` (e.g. a :class:`ddlib.latent.LatentSet` of VAE latents): those pass unscaled.
     ``evaluator(ema_model, step) -> dict`` runs every ``eval_every`` steps (and at the end) and
     its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
     config needed to rebuild the network). ``memory_format``: the layout of weights and batches
@@ -414,7 +414,7 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) a diffusion UNet as ``config`` says; outputs go to ``out_dir``.
 
-    ``data`` may also be a :class:`ddlib.vae.LatentSet` (latent diffusion); ``extra_identity`` joins what a
+    ``data`` may also be a :class:`ddlib.latent.LatentSet` (latent diffusion); ``extra_identity`` joins what a
     checkpoint must match to be resumed, ``extra_state`` what every checkpoint stores (e.g. the VAE used).
     """
     if data is None:
@@ -433,7 +433,7 @@ class TrainedModel:
     """A trained diffusion model loaded for sampling: the (EMA) network, its schedule and its config.
 
     ``vae``: for a latent model, the VAE it was trained with as its checkpoint records it (``{"run", "hash"}``;
-    :func:`ddlib.vae.load_latent_diffusion` loads it); None for a pixel-space model.
+    :func:`ddlib.latent.load_latent_diffusion` loads it); None for a pixel-space model.
     """
 
     model: UNet

@@ -15,7 +15,7 @@ from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
 from ddlib.train import LoopConfig, TrainConfig, batch_indices, ema_decay_at, ema_update, load_trained, read_log, train, warmup_factor
-from ddlib.vae import VAETrainConfig
+from ddlib.train_vae import VAETrainConfig
 from ddlib.unet import unet_from_preset
 
 REPO = Path(__file__).resolve().parents[1]
