@@ -71,11 +71,14 @@ from ddlib.errors import DDLibError
 from ddlib.files import atomic_open
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "ImageSet",
     "KNOWN_SPLITS",
     "default_cache_dir",
     "default_data_dir",
+    "is_image_file",
     "load_dataset",
+    "load_image_folder",
     "parse_dataset_spec",
     "random_hflip",
     "synthetic_dataset",
@@ -511,7 +514,7 @@ def _decode(source: _Source, limit: int | None, progress: bool) -> dict[str, np.
     }
 
 
-def _is_image(file_name: str) -> bool:
+def is_image_file(file_name: str) -> bool:
     """An image file name; hidden files (macOS ``._x.jpg`` companions, ``.DS_Store``) are not."""
     return not file_name.startswith(".") and Path(file_name).suffix.lower() in IMAGE_EXTENSIONS
 
@@ -545,7 +548,7 @@ def _read_archive(path: Path, split: str, progress: bool) -> tuple[_Files, set[s
                     splits.add(parts[1])
                 if len(parts) == 4 and parts[1] == split:
                     class_dirs.add(parts[2])
-                    if member.isfile() and _is_image(parts[3]):
+                    if member.isfile() and is_image_file(parts[3]):
                         files.append((parts[2], parts[3], tar.extractfile(member).read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise DDLibError(f"cannot read the archive {path} ({err}): it is corrupt or truncated: copy it again "
@@ -561,9 +564,24 @@ def _read_folder(root: Path) -> tuple[_Files, set[str], dict[str, str]]:
     ``classes.tsv`` in the folder or beside it."""
     class_dirs = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
     files: _Files = [(cls, f.name, f) for cls in class_dirs for f in (root / cls).iterdir()
-                     if f.is_file() and _is_image(f.name)]
+                     if f.is_file() and is_image_file(f.name)]
     tsv = next((p for p in (root / "classes.tsv", root.parent / "classes.tsv") if p.is_file()), None)
     return files, class_dirs, _parse_class_names(tsv.read_text()) if tsv else {}
+
+
+def load_image_folder(path: str | os.PathLike) -> torch.Tensor:
+    """All images anywhere under ``path`` (sorted paths, labels ignored) as uint8 (N, 3, H, W); one size required.
+
+    The reader for a folder of samples (FID inputs); class-folder data sets go through :func:`load_dataset`.
+    Image files are those :func:`is_image_file` accepts, decoded like a data set's.
+    """
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if is_image_file(p.name) and p.is_file())
+    if not files:
+        raise DDLibError(f"no images in folder {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                         "point at a folder of images")
+    entries: _Files = [(p.parent.relative_to(root).as_posix(), p.name, p) for p in files]
+    return torch.from_numpy(_decode_images(entries, str(root), progress=len(files) >= 1000))
 
 
 def _decode_image(payload: bytes | Path, name: str) -> np.ndarray:

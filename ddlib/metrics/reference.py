@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddlib.data import images_sha1
+from ddlib.data import images_sha1, load_image_folder
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
 from ddlib.files import atomic_open
 from ddlib.metrics.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
-from ddlib.metrics.images import as_uint8_images, default_device, load_image_folder, load_images_npz
+from ddlib.metrics.images import as_uint8_images, default_device, load_images_npz
 from ddlib.metrics.stats import PREP_TAG, FIDStatistics, fid, kid
 
 
