@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from PIL import Image
 
 from ddlib.files import atomic_open
+from ddlib.lab.tables import _is_number, format_cell
 
 # --------------------------------------------------------------------------------------------------
 # matplotlib plumbing

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ddlib.files import atomic_open, atomic_write_text
 
+
 def _is_number(v) -> bool:
     if isinstance(v, bool) or v is None:
         return False
