@@ -20,8 +20,8 @@ class FIDEvaluator:
     ``.npz`` (FID only). Samples come from :func:`ddlib.generate.generate` with fixed per-image seeds,
     so successive calls differ only through the model; class-conditional models get labels cycling
     through the classes, at guidance scale ``guidance``. Small ``num_samples`` make FID biased high
-    (see the module docstring): compare values within one run, not with full-size FIDs. On 2 CPU
-    cores the network scores ~8 images/s.
+    (see the module docstring): compare values within one run, not with full-size FIDs. On a CPU the
+    network is slow (docs/measurements.md): keep ``num_samples`` small there.
     Call as ``evaluator(model, schedule, step)`` or bind the schedule (and, for latent models, the
     decoder): ``evaluator.bind(schedule, decode=vae.decode)`` gives the ``evaluator(model, step) -> dict``
     that :func:`ddlib.train` expects. The dict holds ``fid``, ``fid_n`` (samples), ``fid_ref_n``,
