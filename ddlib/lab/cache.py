@@ -103,11 +103,6 @@ class CachedRun:
 
         return read_log(self.run_dir / "log.jsonl")
 
-    def eval_log(self) -> list[dict]:
-        from ddlib.train import read_log
-
-        return read_log(self.run_dir / "eval.jsonl")
-
 
 def run_key(config, extra: dict | None = None) -> str:
     """The hash naming a run: what determines its weights (``config.identity()`` and ``steps``) plus ``extra``.

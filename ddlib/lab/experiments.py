@@ -235,11 +235,6 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
     return rows
 
 
-def elapsed(ctx) -> float:
-    """Seconds since the notebook called :func:`ddlib.lab.context.start`."""
-    return time.perf_counter() - ctx.started
-
-
 # --------------------------------------------------------------------------------------------------
 # 03: latent diffusion with classifier-free guidance
 

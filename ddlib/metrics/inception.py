@@ -77,17 +77,11 @@ _SOURCES = ("auto", "online", "offline")
 
 
 def fid_cache_dir() -> Path:
-    """``$DDLIB_CACHE_DIR/fid`` if set, else ``ddlib.data.default_cache_dir()/fid`` (``~/.cache/ddlib/fid``
-    if that is not available). Holds the network weights, reference statistics and features."""
-    root = os.environ.get("DDLIB_CACHE_DIR")
-    if not root:
-        try:
-            from ddlib.data import default_cache_dir
+    """``<ddlib.data.default_cache_dir()>/fid`` (``$DDLIB_CACHE_DIR/fid`` when that is set): the network weights,
+    reference statistics and features."""
+    from ddlib.data import default_cache_dir
 
-            root = str(default_cache_dir())
-        except (ImportError, AttributeError):
-            root = str(Path.home() / ".cache" / "ddlib")
-    return Path(root) / "fid"
+    return default_cache_dir() / "fid"
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha1") -> str:
@@ -359,8 +353,8 @@ class InceptionExtractor(torch.nn.Module):
     """uint8 images ``(N, 3, H, W)`` -> features; wraps torchmetrics' ``NoTrainInceptionV3`` (antialias off).
 
     ``features``: a tuple of torch-fidelity feature names, e.g. ``("2048",)`` or ``("2048", "logits_unbiased")``.
-    ``forward`` returns a tuple of float32 tensors in that order. ``has_head`` is False for the offline
-    weights, whose logits are NaN (:func:`ddlib.metrics.inception_score` refuses them).
+    ``forward`` returns a tuple of float32 tensors in that order. The offline weights have no classifier head:
+    their logits are NaN (:func:`ddlib.metrics.inception_score` refuses them).
     """
 
     def __init__(self, weights_path: str | os.PathLike, features: tuple[str, ...] = ("2048",)) -> None:
@@ -368,7 +362,6 @@ class InceptionExtractor(torch.nn.Module):
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         state = load_state_dict(weights_path)
-        self.has_head = has_classifier_head(state)
         self.weights_path = str(weights_path)
         self.weights = weights_description(weights_path)
         self.features = tuple(features)

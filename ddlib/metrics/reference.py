@@ -169,10 +169,8 @@ class Source:
 
 
 def _looks_like_spec(s: str) -> bool:
-    try:
-        from ddlib.data import KNOWN_SPLITS
-    except ImportError:
-        KNOWN_SPLITS = {}
+    from ddlib.data import KNOWN_SPLITS
+
     return s.split(":", 1)[0] in KNOWN_SPLITS or (":" in s and not Path(s).exists())
 
 
