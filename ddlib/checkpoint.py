@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing that needs
 pickle's arbitrary code execution to load). ``save_checkpoint`` writes to a temporary file in the
-same folder, flushes it to disk and renames it over the target, so a run killed mid-write leaves
+same folder, flushes it to disk and renames it over the target (:func:`ddlib.files.atomic_open`), so a run killed mid-write leaves
 the previous checkpoint intact. Each checkpoint records the hash of the configuration that made it;
 :func:`check_config` refuses to resume or load under a different one.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ddlib.errors import DDLibError, _reason, pid_alive, remove_stale_tmp
+from ddlib.files import atomic_open
 
 FORMAT = "ddlib-checkpoint-v1"
 
@@ -42,25 +43,13 @@ def config_hash(config: dict) -> str:
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` (plus the format tag) to ``path`` atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise DDLibError(f"cannot write checkpoint {path} ({err.strerror or err}); make {path.parent} writable "
-                         "or choose another --out") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path, "wb", fsync=True) as f:
             torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):  # disk full, folder made read-only mid-run
-            raise DDLibError(f"cannot write checkpoint {path} ({err.strerror or err}); free space or make the folder "
-                             "writable and run again to resume (the previous checkpoint is intact)") from None
-        raise
+    except OSError as err:  # unwritable folder, disk full, folder made read-only mid-run
+        raise DDLibError(f"cannot write checkpoint {path} ({err.strerror or err}); free space or make {path.parent} "
+                         "writable (or choose another --out) and run again to resume (the previous checkpoint is intact)"
+                         ) from None
     return path
 
 
@@ -170,5 +159,5 @@ def claim_run_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> N
         shown = ", ".join(sorted(entries)[:4]) + (", …" if len(entries) > 4 else "")
         raise DDLibError(f"{folder} holds files ddlib did not write ({shown}); choose an empty or new --out folder, "
                          "or pass --overwrite (overwrite=True) to write config.json, checkpoint.pt and logs there anyway")
-    remove_stale_tmp(folder, f"{CHECKPOINT}.*.tmp")
+    remove_stale_tmp(folder, f"*{CHECKPOINT}.*.tmp")  # ddlib.files names them .checkpoint.pt.pid<N>.….tmp
     (folder / MARKER).touch()

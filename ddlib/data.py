@@ -45,8 +45,7 @@ Caches
     path, split, ``limit``, and the archive's size and modification time (for a folder, a digest of
     its file list with sizes and times) — and is rebuilt when that no longer matches. A load with
     ``limit`` slices the full cache when one exists and otherwise decodes and caches only its first
-    ``limit`` images, in a file of its own. Caches are written atomically (temporary file, then
-    :func:`os.replace`), so an interrupted run never leaves a half-written cache behind.
+    ``limit`` images, in a file of its own. Caches are written atomically (:func:`ddlib.files.atomic_open`), so an interrupted run never leaves a half-written cache behind.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -72,13 +70,17 @@ from tqdm import tqdm
 from ddlib import distributed
 from ddlib.errors import DDLibError
 from ddlib.pixels import rgb_array
+from ddlib.files import atomic_open
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "ImageSet",
     "KNOWN_SPLITS",
     "default_cache_dir",
     "default_data_dir",
+    "is_image_file",
     "load_dataset",
+    "load_image_folder",
     "parse_dataset_spec",
     "random_hflip",
     "synthetic_dataset",
@@ -480,20 +482,12 @@ def _read_cache(path: Path, provenance: dict[str, object]) -> dict[str, np.ndarr
 
 def _write_cache(path: Path, provenance: dict[str, object], arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed ``.npz`` atomically: a temporary file in the same folder, then a rename."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:
             np.savez(f, provenance=np.array(json.dumps(provenance)), **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache may be shared by a course's users
-        os.replace(tmp, path)
     except OSError as err:
         raise DDLibError(f"cannot write the data cache {path} ({err}): pass cache_dir= or set DDLIB_CACHE_DIR "
                          f"to a writable folder") from err
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)  # gone after a successful rename
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,7 +517,7 @@ def _decode(source: _Source, limit: int | None, progress: bool) -> dict[str, np.
     }
 
 
-def _is_image(file_name: str) -> bool:
+def is_image_file(file_name: str) -> bool:
     """An image file name; hidden files (macOS ``._x.jpg`` companions, ``.DS_Store``) are not."""
     return not file_name.startswith(".") and Path(file_name).suffix.lower() in IMAGE_EXTENSIONS
 
@@ -557,7 +551,7 @@ def _read_archive(path: Path, split: str, progress: bool) -> tuple[_Files, set[s
                     splits.add(parts[1])
                 if len(parts) == 4 and parts[1] == split:
                     class_dirs.add(parts[2])
-                    if member.isfile() and _is_image(parts[3]):
+                    if member.isfile() and is_image_file(parts[3]):
                         files.append((parts[2], parts[3], tar.extractfile(member).read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise DDLibError(f"cannot read the archive {path} ({err}): it is corrupt or truncated: copy it again "
@@ -573,9 +567,24 @@ def _read_folder(root: Path) -> tuple[_Files, set[str], dict[str, str]]:
     ``classes.tsv`` in the folder or beside it."""
     class_dirs = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
     files: _Files = [(cls, f.name, f) for cls in class_dirs for f in (root / cls).iterdir()
-                     if f.is_file() and _is_image(f.name)]
+                     if f.is_file() and is_image_file(f.name)]
     tsv = next((p for p in (root / "classes.tsv", root.parent / "classes.tsv") if p.is_file()), None)
     return files, class_dirs, _parse_class_names(tsv.read_text()) if tsv else {}
+
+
+def load_image_folder(path: str | os.PathLike) -> torch.Tensor:
+    """All images anywhere under ``path`` (sorted paths, labels ignored) as uint8 (N, 3, H, W); one size required.
+
+    The reader for a folder of samples (FID inputs); class-folder data sets go through :func:`load_dataset`.
+    Image files are those :func:`is_image_file` accepts, decoded like a data set's.
+    """
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if is_image_file(p.name) and p.is_file())
+    if not files:
+        raise DDLibError(f"no images in folder {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                         "point at a folder of images")
+    entries: _Files = [(p.parent.relative_to(root).as_posix(), p.name, p) for p in files]
+    return torch.from_numpy(_decode_images(entries, str(root), progress=len(files) >= 1000))
 
 
 def _decode_image(payload: bytes | Path, name: str) -> np.ndarray:

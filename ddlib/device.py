@@ -39,11 +39,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def fast_memory_format(device: str | torch.device | None = "auto") -> torch.memory_format:
     """The memory format ddlib's UNets train and sample fastest in on ``device``.
 
-    Channels-last on a CPU, where oneDNN's convolutions prefer it. Measured on 2 AMD EPYC cores, fp32
-    (``python -m ddlib bench`` with and without ``--channels-last``): training ``ho-cifar10`` at batch 128
-    1.36× faster, ``tiny`` at batch 32 1.11×; DDIM sampling 1.11× and 1.32×. On CUDA the default layout:
-    on an H200 (bf16, batch 128) channels-last trained ``ho-cifar10`` 1.07× faster, within the rounds'
-    spread, and sampled 0.85× as fast (reports/gpu/README.md).
+    Channels-last on a CPU, where oneDNN's convolutions prefer it; on CUDA the default layout, where channels-last
+    did not pay in bf16 (``python -m ddlib bench`` with and without ``--channels-last``; docs/measurements.md).
     ``DDLIB_MEMORY_FORMAT=channels_last|contiguous`` overrides the choice on every device.
     """
     forced = os.environ.get("DDLIB_MEMORY_FORMAT")

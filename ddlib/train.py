@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ddlib import distributed
 from ddlib.checkpoint import (CHECKPOINT, check_config, claim_run_folder, load_checkpoint, run_checkpoint, run_lock,
                               save_checkpoint)
+from ddlib.config import check_options
 from ddlib.data import ImageSet, load_dataset, random_hflip, to_model_range
 from ddlib.device import fast_memory_format, resolve_device
 from ddlib.errors import DDLibError, check_number
@@ -50,24 +51,18 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a diffusion training run. Saved as ``config.json`` beside its outputs."""
+class LoopConfig:
+    """The fields of :func:`fit`'s loop, shared by every training configuration (:class:`TrainConfig` for the
+    UNet, :class:`ddlib.train_vae.VAETrainConfig` for the VAE), with their validation, ``to_dict``,
+    ``identity`` and ``from_dict``. A subclass adds what defines its model and data, and may give the loop
+    fields other defaults by declaring them again."""
 
-    dataset: str = "cifar10:train"  # a ddlib.data spec
-    data_limit: int | None = None  # use only the first N images (smoke runs)
-    preset: str = "small"  # ddlib.unet.PRESETS
-    unet: dict = field(default_factory=dict)  # UNetConfig overrides, e.g. {"dropout": 0.0}
-    class_conditional: bool = False
-    p_uncond: float = 0.1  # classifier-free guidance label dropout (class-conditional only)
-    schedule: str = "linear"
-    schedule_params: dict = field(default_factory=dict)  # e.g. {"beta_start": 2e-4}
-    num_train_timesteps: int = 1000
     steps: int = 10_000
     batch_size: int = 128
     lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 500
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0 disables clipping
     ema_decay: float = 0.9999
     hflip: bool = True
     seed: int = 0
@@ -95,9 +90,15 @@ class TrainConfig:
             raise DDLibError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise DDLibError("lr must be > 0, warmup_steps >= 0 and grad_clip >= 0 (0 disables clipping)")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise DDLibError(f"checkpoint_every and log_every must be >= 1 (steps), got {self.checkpoint_every}, "
+                             f"{self.log_every}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All fields, the subclass's first and the loop's last (the order of ``config.json``)."""
+        d = asdict(self)
+        loop = [f.name for f in fields(LoopConfig)]
+        return {**{k: v for k, v in d.items() if k not in loop}, **{k: d[k] for k in loop}}
 
     def identity(self) -> dict:
         """The fields a checkpoint must match to be resumed or loaded under this config.
@@ -111,12 +112,24 @@ class TrainConfig:
         return {**ident, "unet_numerics": numerics} if numerics else ident
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise DDLibError(f"unknown training option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(names))}")
+    def from_dict(cls, d: dict):
+        check_options(cls, d, "training")
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
+    """Everything that defines a diffusion training run. Saved as ``config.json`` beside its outputs."""
+
+    dataset: str = "cifar10:train"  # a ddlib.data spec
+    data_limit: int | None = None  # use only the first N images (smoke runs)
+    preset: str = "small"  # ddlib.unet.PRESETS
+    unet: dict = field(default_factory=dict)  # UNetConfig overrides, e.g. {"dropout": 0.0}
+    class_conditional: bool = False
+    p_uncond: float = 0.1  # classifier-free guidance label dropout (class-conditional only)
+    schedule: str = "linear"
+    schedule_params: dict = field(default_factory=dict)  # e.g. {"beta_start": 2e-4}
+    num_train_timesteps: int = 1000
 
     def make_schedule(self) -> NoiseSchedule:
         return make_schedule(self.schedule, self.num_train_timesteps, **self.schedule_params)
@@ -307,7 +320,7 @@ def fit(
     ``cfg`` supplies steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, ema_decay, hflip,
     seed, precision, checkpoint_every and log_every; ``identity`` is what a checkpoint must match.
     x arrives in [-1, 1] (float32, flipped if ``cfg.hflip``), y as int64 labels. ``data`` may instead
-    hold float ``images`` (e.g. a :class:`ddlib.vae.LatentSet` of VAE latents): those pass unscaled.
+    hold float ``images`` (e.g. a :class:`ddlib.latent.LatentSet` of VAE latents): those pass unscaled.
     ``evaluator(ema_model, step) -> dict`` runs every ``eval_every`` steps (and at the end) and
     its results go to ``eval.jsonl``. ``extra_state`` is stored in every checkpoint (e.g. the model
     config needed to rebuild the network). ``memory_format``: the layout of weights and batches
@@ -500,7 +513,7 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) a diffusion UNet as ``config`` says; outputs go to ``out_dir``.
 
-    ``data`` may also be a :class:`ddlib.vae.LatentSet` (latent diffusion); ``extra_identity`` joins what a
+    ``data`` may also be a :class:`ddlib.latent.LatentSet` (latent diffusion); ``extra_identity`` joins what a
     checkpoint must match to be resumed, ``extra_state`` what every checkpoint stores (e.g. the VAE used).
     ``overwrite``: write into ``out_dir`` even when it holds files ddlib did not write.
     """
@@ -524,7 +537,7 @@ class TrainedModel:
     """A trained diffusion model loaded for sampling: the (EMA) network, its schedule and its config.
 
     ``vae``: for a latent model, the VAE it was trained with as its checkpoint records it (``{"run", "hash"}``;
-    :func:`ddlib.vae.load_latent_diffusion` loads it); None for a pixel-space model.
+    :func:`ddlib.latent.load_latent_diffusion` loads it); None for a pixel-space model.
     """
 
     model: UNet

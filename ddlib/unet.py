@@ -21,12 +21,13 @@ after, as in Ho et al.'s code) and ``norm_eps`` (the ε in every GroupNorm's √
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddlib.config import from_preset
 from ddlib.distributed import ShardDropout
 from ddlib.errors import DDLibError
 
@@ -92,12 +93,7 @@ PRESETS: dict[str, UNetConfig] = {
 
 def preset_config(name: str, **overrides) -> UNetConfig:
     """The named preset's config with fields replaced by ``overrides`` (e.g. ``image_size=64``)."""
-    if name not in PRESETS:
-        raise DDLibError(f"unknown UNet preset {name!r}; choose one of {', '.join(PRESETS)}")
-    unknown = set(overrides) - set(UNetConfig.__dataclass_fields__)
-    if unknown:
-        raise DDLibError(f"unknown UNet option(s) {', '.join(sorted(unknown))}; valid: {', '.join(UNetConfig.__dataclass_fields__)}")
-    return replace(PRESETS[name], **overrides)
+    return from_preset(PRESETS, name, "UNet", **overrides)
 
 
 NUMERICS = ("downsample_padding", "norm_eps")  # fields that change the arithmetic, not the shapes

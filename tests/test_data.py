@@ -369,3 +369,16 @@ def test_real_cifar10_test_split(tmp_path: Path) -> None:
     assert ds.images.shape == (10000, 3, 32, 32) and ds.images.dtype == torch.uint8
     assert ds.classes == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     assert torch.bincount(ds.labels).tolist() == [1000] * 10
+
+
+def test_one_folder_reader_for_data_sets_and_fid_inputs(tmp_path: Path) -> None:
+    """A folder of samples (FID input) and a class-folder data set read the same files the same way: one list
+    of image endings, hidden files (macOS ``._x.png``) and other files skipped, the same decoder (grey → RGB)."""
+    root = write_tree(tmp_path, TOY) / "toy"
+    flat = data.load_image_folder(root / "train")  # recursive; sorted paths: ant/1, ant/2, zebra/a, zebra/b
+    assert flat.dtype == torch.uint8 and torch.equal(flat, toy_expected())
+    assert torch.equal(flat, load_dataset(str(root / "train"), cache_dir=tmp_path / "cache", progress=False).images)
+    from ddlib import metrics
+
+    assert metrics.load_image_folder is data.load_image_folder and metrics.IMAGE_EXTENSIONS is data.IMAGE_EXTENSIONS
+    assert data.is_image_file("x.JPEG") and not data.is_image_file("._x.png") and not data.is_image_file("notes.txt")

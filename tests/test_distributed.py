@@ -23,7 +23,7 @@ from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
 from ddlib.generate import generate
 from ddlib.train import TrainConfig, load_trained, read_log, rank_rows, train
-from ddlib.vae import VAETrainConfig, train_vae
+from ddlib.train_vae import VAETrainConfig, train_vae
 
 REPO = Path(__file__).resolve().parents[1]
 # the `test` preset (dropout 0), class-conditional with label drops; batch 32 is the global batch; 64 images of

@@ -93,6 +93,24 @@ def test_kid_matches_direct_unbiased_mmd():
         metrics.kid(a[:1], b)
 
 
+def test_fid_kid_is_scipy_fid_and_the_direct_mmd_whatever_each_side_carries():
+    """The one scoring path (evaluator, report, command line): FID against scipy's sqrtm for every mix of
+    features and statistics-only sides; KID only where both sides have features."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((40, 64)), rng.standard_normal((60, 64)) * 1.1 + 0.2
+    want = scipy_fid(a, b)
+    sa, sb = metrics.Source.from_features(a, "a"), metrics.Source.from_features(b, "b")
+    full = metrics.fid_kid(sa, sb, kid_subset_size=30)
+    assert full["fid"] == pytest.approx(want, rel=1e-6)
+    assert (full["n"], full["reference_n"]) == (40, 60)
+    assert (full["kid_mean"], full["kid_std"]) == metrics.kid(a, b, subset_size=30)
+    stats_only = metrics.Source("b stats", sb.stats)
+    assert metrics.fid_kid(sa, stats_only)["fid"] == pytest.approx(want, rel=1e-6)
+    assert "kid_mean" not in metrics.fid_kid(sa, stats_only)
+    assert "kid_mean" not in metrics.fid_kid(sa, sb, with_kid=False)
+    assert metrics.fid_kid(metrics.Source("a stats", sa.stats), sb)["fid"] == pytest.approx(want, rel=1e-6)
+
+
 def test_inception_score_by_hand_with_stand_in_classifier():
     # images encode their class in pixel [0, 0, 0]; the stand-in classifier is a fixed soft lookup.
     a = 0.9

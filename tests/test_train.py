@@ -1,5 +1,6 @@
 """The training loop: its pieces in closed form, exact resume (also after a real kill), checkpoints."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddlib.checkpoint import load_checkpoint, save_checkpoint
+from ddlib.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
-from ddlib.train import TrainConfig, batch_indices, ema_decay_at, ema_update, load_trained, read_log, train, warmup_factor
+from ddlib.train import LoopConfig, TrainConfig, batch_indices, ema_decay_at, ema_update, load_trained, read_log, train, warmup_factor
+from ddlib.train_vae import VAETrainConfig
 from ddlib.unet import unet_from_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +136,37 @@ def test_bad_training_options():
     with pytest.raises(DDLibError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
 
+
+
+BAD_LOOP_VALUES = [
+    (dict(steps=0), "steps and batch_size must be >= 1"), (dict(batch_size=0), "steps and batch_size must be >= 1"),
+    (dict(lr=0.0), "lr must be > 0"), (dict(warmup_steps=-1), "warmup_steps >= 0"), (dict(grad_clip=-0.5), "grad_clip >= 0"),
+    (dict(ema_decay=1.0), "ema_decay must lie in"), (dict(ema_decay=-0.1), "ema_decay must lie in"),
+    (dict(precision="fp8"), "unknown precision"), (dict(log_every=0), "log_every must be >= 1"),
+    (dict(checkpoint_every=0), "checkpoint_every and log_every"),
+]
+
+
+@pytest.mark.parametrize("bad, words", BAD_LOOP_VALUES)
+@pytest.mark.parametrize("cls", [TrainConfig, VAETrainConfig], ids=["unet", "vae"])
+def test_both_training_configs_refuse_the_same_bad_loop_values(cls, bad, words):
+    with pytest.raises(DDLibError, match=words):
+        cls(**bad)
+
+
+def test_both_training_configs_share_the_loop_fields_and_the_resumable_ones():
+    loop = [f.name for f in dataclasses.fields(LoopConfig)]
+    assert loop == ["steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "hflip",
+                    "seed", "precision", "checkpoint_every", "log_every"]
+    for cfg in (TrainConfig(), VAETrainConfig()):
+        assert isinstance(cfg, LoopConfig) and list(cfg.to_dict())[-len(loop):] == loop  # config.json: the loop last
+        assert set(cfg.to_dict()) - set(cfg.identity()) == {"steps", "checkpoint_every", "log_every"}
+        assert type(cfg).from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(DDLibError, match="unknown training option"):
+        VAETrainConfig.from_dict({"stepz": 3})
+    # what the run's checkpoint must match, as the two classes wrote it before they shared the loop
+    assert config_hash(TrainConfig().identity()) == "6763d2345ab6bb51"
+    assert config_hash(VAETrainConfig().identity()) == "a9e6f5caee3ca37a"
 
 @pytest.mark.slow
 def test_cifar10_cpu_run_lowers_the_loss(tmp_path):

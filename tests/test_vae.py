@@ -13,12 +13,12 @@ from ddlib.generate import generate
 from ddlib.lab.sweep import compare_latent_pixel_sampling
 from ddlib.train import TrainConfig, load_trained, read_log
 from ddlib.unet import unet_from_preset
-from ddlib.vae import (
-    VAE, LatentSet, VAETrainConfig, bicubic_reconstruction, encode_dataset, image_quality,
-    latent_scale_factor, load_latent_diffusion, load_vae, preset_config, reconstruct, reconstruction_metrics,
-    train_latent_diffusion,
-    train_vae, vae_fingerprint, vae_loss,
+from ddlib.latent import (
+    LatentSet, bicubic_reconstruction, encode_dataset, image_quality, latent_scale_factor, load_latent_diffusion,
+    reconstruct, reconstruction_metrics, train_latent_diffusion,
 )
+from ddlib.train_vae import VAETrainConfig, train_vae, vae_loss
+from ddlib.vae import VAE, load_vae, preset_config, vae_fingerprint
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """CUDA graphs: a step's kernels recorded once and replayed with one launch.
 
-Why: on the lent H200 ``ho-cifar10`` trained at about 60 ms a step, MFU 10 % (reports/gpu/README.md). The GPU
-spent most of each step waiting while the CPU launched the step's ~2000 small kernels one by one. A CUDA graph
+Why: a training step of a CIFAR-sized UNet is ~2000 small kernels, and on a fast GPU the CPU launching them one
+by one is slower than the GPU running them, so the GPU spends most of each step waiting
+(docs/measurements.md has the numbers). A CUDA graph
 records those kernels once and replays them all with a single launch (PyTorch's "whole-network capture",
 ``torch.cuda.graphs``). A recorded step works on fixed memory: it reads its inputs from *static* tensors that
 the caller refills before each replay, and writes the same output tensors every time.
@@ -34,8 +35,8 @@ WARMUP_CALLS = 3  # eager calls before recording, as in PyTorch's whole-network 
 def graphs_enabled(device: torch.device) -> bool:
     """CUDA graphs on a CUDA device with ``DDLIB_CUDA_GRAPHS=1``; never on a CPU.
 
-    Off by default until a GPU run has checked and measured them (``.ci/gpu-check``; the issue's rule: a switch
-    is kept where it was measured to pay). ``.ci/gpu-report`` turns them on where that check passed.
+    Off by default: ``.ci/gpu-check`` compares recorded and eager steps on a GPU, and ``.ci/gpu-report`` turns
+    graphs on where that check found them equal and faster.
     """
     flag = os.environ.get("DDLIB_CUDA_GRAPHS", "0")
     if flag not in ("0", "1"):

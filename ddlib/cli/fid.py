@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ddlib.errors import DDLibError
-    from ddlib.metrics import default_device, fid, image_sources, kid
+    from ddlib.metrics import default_device, fid_kid, image_sources
 
     if args.limit is not None and args.limit < 2:
         raise DDLibError(f"--limit must be at least 2, got {args.limit}")
@@ -50,19 +50,19 @@ def run(args: argparse.Namespace) -> int:
               batch_size=args.batch_size, progress=not args.no_progress, data_dir=args.data_dir)
     t0 = time.perf_counter()
     a, b = image_sources([args.a, args.b], ["A", "B"], **kw)
-    value = fid(a.stats, b.stats, features_a=a.features, features_b=b.features)
+    scores = fid_kid(a, b, with_kid=args.kid)
     print(a.description)
     print(b.description)
     if args.kid:
-        if a.features is None or b.features is None:
+        if "kid_mean" not in scores:
             print("KID: n/a (a statistics file holds no features)")
         else:
-            m, s = kid(a.features, b.features)
+            m, s = scores["kid_mean"], scores["kid_std"]
             size = min(1000, len(a.features), len(b.features))
             if size == len(a.features) == len(b.features):
                 print(f"KID: {m:.6f} (all {size} vs {size} images: no subsets to spread over)")
             else:
                 print(f"KID: {m:.6f} ± {s:.6f} (mean ± std over 100 subsets of {size})")
     print(f"FID of A (n={a.stats.n}) vs B (n={b.stats.n}); {time.perf_counter() - t0:.1f} s")
-    print(f"{value:.6f}")
+    print(f"{scores['fid']:.6f}")
     return 0

@@ -35,6 +35,7 @@ import torch
 from ddlib.checkpoint import config_hash
 from ddlib.device import hardware_string, resolve_device
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_open, atomic_write_text
 
 FORCE_ENV = "FORCE"
 FORCE_SINCE_ENV = "DDLIB_FORCE_SINCE"
@@ -75,13 +76,6 @@ def default_root() -> Path:
     return default_cache_dir() / "report"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------------------------------
 # training runs
 
@@ -108,11 +102,6 @@ class CachedRun:
         from ddlib.train import read_log
 
         return read_log(self.run_dir / "log.jsonl")
-
-    def eval_log(self) -> list[dict]:
-        from ddlib.train import read_log
-
-        return read_log(self.run_dir / "eval.jsonl")
 
 
 def run_key(config, extra: dict | None = None) -> str:
@@ -169,7 +158,7 @@ def cached_train(config, root: str | Path | None = None, *, data=None, device: s
     hw = hardware_string(resolve_device(device))
     info = {"step": int(result.step), "wall_s": round(wall, 2), "hardware": hw, "resumed_from": start,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "key": key, "config": config.to_dict()}
-    _atomic_write_text(done, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(done, json.dumps(info, indent=2) + "\n")
     return CachedRun(run_dir, key, config, round(wall, 2), hw, False, start)
 
 
@@ -197,7 +186,7 @@ def cached_result(kind: str, key: dict, fn: Callable[[], dict], root: str | Path
     value = dict(fn())
     value.setdefault("wall_s", round(time.perf_counter() - t0, 2))
     record = {"kind": kind, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "value": value}
-    _atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
     return {**json.loads(json.dumps(value, default=str)), "cached": False}
 
 
@@ -209,8 +198,6 @@ def cached_images(kind: str, key: dict, fn: Callable[[], torch.Tensor], root: st
         with np.load(path, allow_pickle=False) as z:
             return torch.from_numpy(z["images"])
     images = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, images=images.cpu().numpy(), key=np.array(json.dumps(key, default=str)))
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        np.savez(f, images=images.cpu().numpy(), key=np.array(json.dumps(key, default=str)))
     return images

@@ -10,13 +10,13 @@ every table row its provenance columns (profile, hardware, wall time, sample cou
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_open, atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROVENANCE_COLUMNS = ("profile", "hardware", "wall_s", "n_samples", "reference")
@@ -97,10 +97,7 @@ class Context:
         index = json.loads(path.read_text()) if path.is_file() else {}
         index[name] = {"notebook": self.notebook, "order": len(index) if name not in index else index[name]["order"],
                        **entry}
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".index.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(index, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(index, indent=1) + "\n")
 
     def table(self, name: str, rows: Sequence[dict], title: str, *, columns: Sequence[str] | None = None,
               notes: Sequence[str] = (), digits: int = 4):
@@ -127,8 +124,7 @@ class Context:
 
     def note(self, name: str, text: str):
         """Write ``tables/<name>.txt`` (a finding in words, e.g. a claim's verdict) and return it for display."""
-        self.tables_dir.mkdir(parents=True, exist_ok=True)
-        (self.tables_dir / f"{name}.txt").write_text(text.strip() + "\n")
+        atomic_write_text(self.tables_dir / f"{name}.txt", text.strip() + "\n")
         return markdown(text)
 
     def figure(self, name: str, caption: str) -> Path:
@@ -164,13 +160,15 @@ class Context:
         label = f"{reference} ({st.n} images, {kind}{jpeg})"
         keep = ("dataset", "count", "split_size", "subset", "source", "images_sha1", "created", "hardware", "seconds",
                 "preprocessing", "weights")
+        self._add_reference(label, {"spec": reference, "count": count, **{k: st.provenance.get(k) for k in keep}})
+        return label
+
+    def _add_reference(self, label: str, entry: dict) -> None:
+        """Record a FID reference's provenance in ``references.json`` under its table label."""
         path = self.out / "references.json"
         refs = json.loads(path.read_text()) if path.is_file() else {}
-        refs[label] = {"spec": reference, "count": count, **{k: st.provenance.get(k) for k in keep}}
-        tmp = path.with_name(f".references.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(refs, indent=1, default=str) + "\n")
-        os.replace(tmp, path)
-        return label
+        refs[label] = entry
+        atomic_write_text(path, json.dumps(refs, indent=1, default=str) + "\n")
 
     def image_reference(self, images, name: str) -> str:
         """Register uint8 ``images`` (e.g. the validation images of the classes a model was trained on) as a
@@ -187,18 +185,13 @@ class Context:
         if not path.is_file():
             t0 = time.perf_counter()
             feats = compute_features(images, device=self.device_str, progress=False)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-            np.savez(tmp, features=feats, seconds=time.perf_counter() - t0)
-            os.replace(tmp, path)
+            with atomic_open(path) as f:
+                np.savez(f, features=feats, seconds=time.perf_counter() - t0)
         label = f"{name} ({len(images)} images)"
         self._image_refs[name] = (path, label)
-        refs_path = self.out / "references.json"
-        refs = json.loads(refs_path.read_text()) if refs_path.is_file() else {}
-        refs[label] = {"spec": name, "count": len(images), "subset": "given images", "images_sha1": sha,
-                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime)),
-                       "hardware": self.hardware}
-        refs_path.write_text(json.dumps(refs, indent=1, default=str) + "\n")
+        self._add_reference(label, {"spec": name, "count": len(images), "subset": "given images", "images_sha1": sha,
+                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime)),
+                                    "hardware": self.hardware})
         return label
 
     def _reference(self, reference: str, count: int | None):
@@ -221,15 +214,14 @@ class Context:
         with :meth:`image_reference`.
         """
         from ddlib.lab.intervals import features
-        from ddlib.metrics import FIDStatistics, fid, kid
+        from ddlib.metrics import Source, fid_kid
 
         t0 = time.perf_counter()
         ref_feats, ref = self._reference(reference, count)
         feats, _ = features(self, images)  # cached by the images' sha1: the intervals bootstrap them
-        value = fid(FIDStatistics.from_features(feats), ref, features_a=feats)
-        kid_mean, kid_std = kid(feats, ref_feats, subset_size=min(1000, len(feats), len(ref_feats)))
-        return {"fid": round(value, 3), "kid": round(kid_mean, 5), "kid_std": round(kid_std, 5),
-                "n_samples": int(len(feats)), "reference_n": int(ref.n), "score_s": round(time.perf_counter() - t0, 1)}
+        s = fid_kid(Source.from_features(feats, "samples"), Source(reference, ref, ref_feats))
+        return {"fid": round(s["fid"], 3), "kid": round(s["kid_mean"], 5), "kid_std": round(s["kid_std"], 5),
+                "n_samples": s["n"], "reference_n": s["reference_n"], "score_s": round(time.perf_counter() - t0, 1)}
 
     @property
     def device_str(self) -> str:

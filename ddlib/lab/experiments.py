@@ -286,11 +286,6 @@ def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: 
     return rank_rows(ctx, rows, [f"{r['schedule']}" for r in rows], reference, reference_count)
 
 
-def elapsed(ctx) -> float:
-    """Seconds since the notebook called :func:`ddlib.lab.context.start`."""
-    return time.perf_counter() - ctx.started
-
-
 # --------------------------------------------------------------------------------------------------
 # 03: latent diffusion with classifier-free guidance
 
@@ -298,8 +293,8 @@ def elapsed(ctx) -> float:
 def vae_train_config(*, dataset: str, data_limit: int | None, preset: str, overrides: dict | None, steps: int,
                      batch_size: int, lr: float, warmup_steps: int, ema_decay: float, seed: int = 0,
                      scale_images: int = 1024, log_points: int = 100):
-    """A :class:`ddlib.vae.VAETrainConfig` from notebook literals (LDM's L1 + 1e-6·KL objective)."""
-    from ddlib.vae import VAETrainConfig
+    """A :class:`ddlib.train_vae.VAETrainConfig` from notebook literals (LDM's L1 + 1e-6·KL objective)."""
+    from ddlib.train_vae import VAETrainConfig
 
     return VAETrainConfig(dataset=dataset, data_limit=data_limit, preset=preset, vae=dict(overrides or {}), steps=steps,
                           batch_size=batch_size, lr=lr, warmup_steps=min(warmup_steps, max(steps - 1, 0)),
@@ -308,8 +303,8 @@ def vae_train_config(*, dataset: str, data_limit: int | None, preset: str, overr
 
 
 def train_vae_cached(ctx, config, data=None):
-    """The VAE run of ``config`` (cached like a diffusion run; :func:`ddlib.vae.train_vae`)."""
-    from ddlib.vae import train_vae
+    """The VAE run of ``config`` (cached like a diffusion run; :func:`ddlib.train_vae.train_vae`)."""
+    from ddlib.train_vae import train_vae
 
     return ctx.train(config, data=data, train_fn=train_vae)
 
@@ -317,7 +312,7 @@ def train_vae_cached(ctx, config, data=None):
 def train_latent_cached(ctx, config, vae_run):
     """The latent diffusion run of ``config`` on the latents of ``vae_run`` (cached; keyed by both)."""
     from ddlib.data import default_cache_dir
-    from ddlib.vae import train_latent_diffusion
+    from ddlib.latent import train_latent_diffusion
 
     def train_fn(cfg, out_dir, data=None, **kw):
         return train_latent_diffusion(cfg, vae_run.run_dir, out_dir, cache_dir=default_cache_dir() / "latents", **kw)
@@ -350,7 +345,8 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
     the FID reference (``reference_label``), ``images`` the images scored (``dataset_label``).
     Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.
     """
-    from ddlib.vae import bicubic_reconstruction, image_quality, load_vae, reconstruct
+    from ddlib.latent import bicubic_reconstruction, image_quality, reconstruct
+    from ddlib.vae import load_vae
 
     vae = load_vae(vae_run.run_dir, device=ctx.device)
     cfg = vae.config

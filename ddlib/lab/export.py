@@ -8,12 +8,12 @@ its images are embedded, and its mathematics is rendered to MathML when the page
 
 from __future__ import annotations
 
-import os
 import shutil
 import re
 from pathlib import Path
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_write_bytes, atomic_write_text
 
 REPORT_NOTEBOOK = "05_summary"
 PDF_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc fonts-dejavu-core poppler-utils"
@@ -55,9 +55,7 @@ def build_html(out_dir: str | Path) -> Path:
     body, _ = HTMLExporter(config=_exporter_config()).from_notebook_node(nb)
     body = render_math(body)
     path = out_dir / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, body)
     return path
 
 
@@ -175,7 +173,5 @@ def build_pdf(out_dir: str | Path) -> Path:
         bad = [ln for ln in log if ln.startswith("!")][:3]
         raise DDLibError(f"xelatex failed: {'; '.join(bad) or (log[-1] if log else type(err).__name__)}") from None
     path = out_dir / "report.pdf"
-    tmp = path.with_name(".report.pdf.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, body)
     return path

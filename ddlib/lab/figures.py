@@ -8,12 +8,12 @@ after saving so that a notebook never shows a figure twice.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 
+from ddlib.files import atomic_open
 from ddlib.lab.tables import format_cell, is_number
 
 # --------------------------------------------------------------------------------------------------
@@ -33,10 +33,8 @@ def _plt():
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG (atomically: temporary file, then rename) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     _plt().close(fig)
     return path
 

@@ -45,6 +45,7 @@ from typing import Callable, Sequence
 
 from ddlib.lab.context import REPO_ROOT, _resolve_reports_dir, check_outputs
 from ddlib.errors import DDLibError, check_name, raise_interrupted
+from ddlib.files import atomic_open, atomic_write_text
 from ddlib.lab.export import REPORT_NOTEBOOK, build_html, build_pdf
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
@@ -76,10 +77,8 @@ def write_notebook(path: Path, output: Path) -> None:
     """Write the source ``path`` as an ``.ipynb`` at ``output`` (papermill's input and output)."""
     import nbformat
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    nbformat.write(read_notebook(path), str(tmp))
-    os.replace(tmp, output)
+    with atomic_open(output, "w", encoding="utf-8") as f:
+        nbformat.write(read_notebook(path), f)
 
 
 def load_profile(profile: str, profiles_dir: Path = PROFILES_DIR) -> dict:
@@ -208,8 +207,7 @@ def execute_notebook(path: Path, output: Path, parameters: dict, *, kernel: str 
 
 
 def _write_status(out_dir: Path, text: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "STATUS").write_text(text.rstrip() + "\n")
+    atomic_write_text(out_dir / "STATUS", text.rstrip() + "\n")
 
 
 def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks: Sequence[str] | None = None,
@@ -324,7 +322,7 @@ def _run_notebooks(selected, out_dir, params, profile_name, kernel, log, timings
             raise
         timings[nb.stem] = {"wall_s": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "commit": revision, "torch": torch_version}
-        timings_path.write_text(json.dumps(timings, indent=1) + "\n")
+        atomic_write_text(timings_path, json.dumps(timings, indent=1) + "\n")
         log(f"[{profile_name}] {nb.stem} done in {seconds:.0f} s")
 
 

@@ -5,10 +5,10 @@
 class consistency (:mod:`ddlib.metrics.classifier`) and, when given a ``metrics`` callable, by FID/KID
 against a reference — for instance with :mod:`ddlib.metrics`::
 
-    ref, ref_feats = reference_statistics("tiny-imagenet-100:val"), reference_features("tiny-imagenet-100:val")[0]
-    def fid_kid(images):
-        f = compute_features(images, progress=False)
-        return {"fid": fid(FIDStatistics.from_features(f), ref, features_a=f), "kid": kid(f, ref_feats)[0]}
+    ref = image_source("tiny-imagenet-100:val")
+    def metrics(images):
+        s = fid_kid(Source.from_features(compute_features(images, progress=False), "samples"), ref)
+        return {"fid": s["fid"], "kid": s["kid_mean"]}
 
 :func:`compare_latent_pixel_sampling` times the same sampler in latent space (plus one decode) and
 in pixel space at the same output resolution, and measures the peak memory each adds

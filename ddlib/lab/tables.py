@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 from typing import Sequence
+
+from ddlib.files import atomic_open, atomic_write_text
+
 
 def is_number(v) -> bool:
     if isinstance(v, bool) or v is None:
@@ -68,20 +70,16 @@ def write_table(rows: Sequence[dict], path: str | Path, title: str, *, columns: 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(columns or _columns(rows))
     csv_path, md_path = path.with_suffix(".csv"), path.with_suffix(".md")
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
-    os.replace(tmp, csv_path)
     shown = md_rows if md_rows is not None else rows
     md = f"### {title}\n\n{markdown_table(shown, md_columns or _columns(shown), digits)}\n"
     if notes:
         md += "\n" + "\n".join(f"*{n}*\n" if not n.startswith(("-", "*")) else n + "\n" for n in notes)
-    tmp = md_path.with_name(f".{md_path.name}.tmp{os.getpid()}")
-    tmp.write_text(md)
-    os.replace(tmp, md_path)
+    atomic_write_text(md_path, md)
     return csv_path, md_path
 
 

@@ -37,7 +37,7 @@ from ddlib.metrics.images import (
     inception_score_cell, inception_score_status, load_image_folder, load_images_npz,
 )
 from ddlib.metrics.reference import (
-    Source, compute_fid, image_source, image_sources, reference_features, reference_paths, reference_statistics,
+    Source, compute_fid, fid_kid, image_source, image_sources, reference_features, reference_paths, reference_statistics,
     subset_indices,
 )
 from ddlib.metrics.stats import (
@@ -48,7 +48,7 @@ from ddlib.metrics.stats import (
 __all__ = [
     "FIDEvaluator", "FIDStatistics", "IMAGE_EXTENSIONS", "IS_UNAVAILABLE_REASON", "InceptionScoreUnavailable",
     "PREPROCESSING_ID", "PREP_TAG", "Source", "as_uint8_images", "compute_features", "compute_fid",
-    "default_device", "fid", "fid_from_features", "frechet_distance", "image_source", "image_sources",
+    "default_device", "fid", "fid_from_features", "fid_kid", "frechet_distance", "image_source", "image_sources",
     "inception_score", "inception_score_cell", "inception_score_from_logits", "inception_score_status", "kid",
     "load_image_folder", "load_images_npz", "reference_features", "reference_paths", "reference_statistics",
     "subset_indices",

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ddlib.metrics import images as _images
-from ddlib.metrics.reference import reference_features, reference_statistics
-from ddlib.metrics.stats import FIDStatistics, fid, kid
+from ddlib.metrics.reference import Source, fid_kid, reference_features, reference_statistics
+from ddlib.metrics.stats import FIDStatistics
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class FIDEvaluator:
     ``.npz`` (FID only). Samples come from :func:`ddlib.generate.generate` with fixed per-image seeds,
     so successive calls differ only through the model; class-conditional models get labels cycling
     through the classes, at guidance scale ``guidance``. Small ``num_samples`` make FID biased high
-    (see the module docstring): compare values within one run, not with full-size FIDs. On 2 CPU
-    cores the network scores ~8 images/s.
+    (see the module docstring): compare values within one run, not with full-size FIDs. On a CPU the
+    network is slow (docs/measurements.md): keep ``num_samples`` small there.
     Call as ``evaluator(model, schedule, step)`` or bind the schedule (and, for latent models, the
     decoder): ``evaluator.bind(schedule, decode=vae.decode)`` gives the ``evaluator(model, step) -> dict``
     that :func:`ddlib.train` expects. The dict holds ``fid``, ``fid_n`` (samples), ``fid_ref_n``,
@@ -68,9 +68,8 @@ class FIDEvaluator:
         t1 = time.perf_counter()
         dev = self.device or next(model.parameters()).device
         feats = _images.compute_features(images, device=dev, progress=False)
-        fid_value = fid(FIDStatistics.from_features(feats), ref, features_a=feats)
-        out = {"fid": fid_value, "fid_n": int(len(feats)), "fid_ref_n": int(ref.n)}
-        if ref_feats is not None:
-            out["kid_mean"], out["kid_std"] = kid(feats, ref_feats, subset_size=self.kid_subset_size)
+        scores = fid_kid(Source.from_features(feats, "samples"), Source(str(self.reference), ref, ref_feats),
+                         kid_subset_size=self.kid_subset_size)
+        out = {"fid": scores.pop("fid"), "fid_n": scores.pop("n"), "fid_ref_n": scores.pop("reference_n"), **scores}
         out.update(fid_sample_seconds=round(t1 - t0, 2), fid_feature_seconds=round(time.perf_counter() - t1, 2))
         return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -11,12 +10,10 @@ import torch
 from tqdm import tqdm
 
 from ddlib import distributed
+from ddlib.data import IMAGE_EXTENSIONS, load_image_folder  # noqa: F401  (re-exported: metrics reads folders)
 from ddlib.errors import DDLibError, open_npz
-from ddlib.pixels import rgb_array
 from ddlib.metrics.inception import FEATURE_DIM, load_extractor
 from ddlib.metrics.stats import InceptionScoreUnavailable, inception_score_from_logits
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 
 
 def default_device() -> str:
@@ -70,33 +67,6 @@ def compute_features(images, *, device: str | torch.device | None = None, batch_
         gathered = distributed.all_gather_rows(torch.cat(out) if out else torch.zeros((0,), dtype=torch.float32))
         return gathered.numpy() if len(gathered) else np.zeros((0, FEATURE_DIM), np.float32)
     return torch.cat(out).numpy() if out else np.zeros((0, FEATURE_DIM), np.float32)
-
-
-def load_image_folder(path: str | os.PathLike) -> torch.Tensor:
-    """All images under ``path`` (recursive, sorted paths) as uint8 (N, 3, H, W); one size required."""
-    from PIL import Image
-
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise DDLibError(f"no images in folder {root} (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-                         "point at a folder of images")
-    arrays, first = [], None
-    for p in tqdm(files, desc=f"read {root.name}", unit="img", disable=len(files) < 1000):
-        try:
-            with Image.open(p) as im:
-                a = rgb_array(im, str(p))  # 16-bit greyscale scaled, not clipped to white
-        except DDLibError:
-            raise
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise DDLibError(f"cannot decode the image {p} ({type(err).__name__}): replace or delete the file") from None
-        if first is None:
-            first = (p, a.shape)
-        elif a.shape != first[1]:
-            raise DDLibError(f"images of mixed sizes in {root}: {first[0].name} is {first[1][1]}x{first[1][0]}, "
-                             f"{p.name} is {a.shape[1]}x{a.shape[0]}; resize them to one size first")
-        arrays.append(a)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def load_images_npz(path: str | os.PathLike) -> torch.Tensor:

