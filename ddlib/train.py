@@ -74,25 +74,19 @@ class LoopConfig:
     RESUMABLE = ("steps", "checkpoint_every", "log_every")
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "num_train_timesteps", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             check_number(name, getattr(self, name), minimum=1, integer=True)
         check_number("warmup_steps", self.warmup_steps, minimum=0, integer=True)
         check_number("seed", self.seed, integer=True)
         check_number("lr", self.lr, above=0)
         check_number("weight_decay", self.weight_decay, minimum=0)
         check_number("grad_clip (0 disables clipping)", self.grad_clip, minimum=0)
-        check_number("p_uncond", self.p_uncond, minimum=0, maximum=1)
-        if self.data_limit is not None:
+        if getattr(self, "data_limit", None) is not None:
             check_number("data_limit", self.data_limit, minimum=1, integer=True)
         if self.precision not in PRECISIONS:
             raise DDLibError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not 0 <= self.ema_decay < 1:
             raise DDLibError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise DDLibError("lr must be > 0, warmup_steps >= 0 and grad_clip >= 0 (0 disables clipping)")
-        if self.checkpoint_every < 1 or self.log_every < 1:
-            raise DDLibError(f"checkpoint_every and log_every must be >= 1 (steps), got {self.checkpoint_every}, "
-                             f"{self.log_every}")
 
     def to_dict(self) -> dict:
         """All fields, the subclass's first and the loop's last (the order of ``config.json``)."""
@@ -101,15 +95,8 @@ class LoopConfig:
         return {**{k: v for k, v in d.items() if k not in loop}, **{k: d[k] for k in loop}}
 
     def identity(self) -> dict:
-        """The fields a checkpoint must match to be resumed or loaded under this config.
-
-        Plus ``unet_numerics`` when the preset sets arithmetic fields away from their defaults
-        (:func:`ddlib.unet.changed_numerics`): a preset whose function changed gets a new identity (and run
-        cache key), one whose function did not keeps its old one.
-        """
-        ident = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
-        numerics = changed_numerics(self.preset, self.unet)
-        return {**ident, "unet_numerics": numerics} if numerics else ident
+        """The fields a checkpoint must match to be resumed or loaded under this config."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -130,6 +117,19 @@ class TrainConfig(LoopConfig):
     schedule: str = "linear"
     schedule_params: dict = field(default_factory=dict)  # e.g. {"beta_start": 2e-4}
     num_train_timesteps: int = 1000
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("num_train_timesteps", self.num_train_timesteps, minimum=1, integer=True)
+        check_number("p_uncond", self.p_uncond, minimum=0, maximum=1)
+
+    def identity(self) -> dict:
+        """:meth:`LoopConfig.identity`, plus ``unet_numerics`` when the preset sets arithmetic fields away from
+        their defaults (:func:`ddlib.unet.changed_numerics`): a preset whose function changed gets a new identity
+        (and run cache key), one whose function did not keeps its old one."""
+        ident = super().identity()
+        numerics = changed_numerics(self.preset, self.unet)
+        return {**ident, "unet_numerics": numerics} if numerics else ident
 
     def make_schedule(self) -> NoiseSchedule:
         return make_schedule(self.schedule, self.num_train_timesteps, **self.schedule_params)

@@ -139,11 +139,12 @@ def test_bad_training_options():
 
 
 BAD_LOOP_VALUES = [
-    (dict(steps=0), "steps and batch_size must be >= 1"), (dict(batch_size=0), "steps and batch_size must be >= 1"),
-    (dict(lr=0.0), "lr must be > 0"), (dict(warmup_steps=-1), "warmup_steps >= 0"), (dict(grad_clip=-0.5), "grad_clip >= 0"),
+    (dict(steps=0), "steps must be >= 1"), (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(lr=0.0), "lr must be > 0"), (dict(warmup_steps=-1), "warmup_steps must be >= 0"),
+    (dict(grad_clip=-0.5), r"grad_clip \(0 disables clipping\) must be >= 0"),
     (dict(ema_decay=1.0), "ema_decay must lie in"), (dict(ema_decay=-0.1), "ema_decay must lie in"),
     (dict(precision="fp8"), "unknown precision"), (dict(log_every=0), "log_every must be >= 1"),
-    (dict(checkpoint_every=0), "checkpoint_every and log_every"),
+    (dict(checkpoint_every=0), "checkpoint_every must be >= 1"),
 ]
 
 

@@ -71,7 +71,7 @@ def test_presets_and_train_config_validation():
     assert preset_config("f4c4").latent_shape == (4, 16, 16) and preset_config("kl-f4").latent_shape == (3, 16, 16)
     for bad, words in [(dict(preset="nope"), "unknown VAE preset"), (dict(vae={"depth": 3}), "unknown VAE option"),
                        (dict(recon_loss="huber"), "unknown recon_loss"), (dict(kl_weight=-1.0), "kl_weight"),
-                       (dict(steps=0), "steps and batch_size")]:
+                       (dict(steps=0), "steps must be >= 1")]:
         with pytest.raises(DDLibError, match=words):
             VAETrainConfig(**bad)
 
