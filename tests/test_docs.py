@@ -46,6 +46,8 @@ SUBSTITUTIONS: list[tuple[str, str, str]] = [
      "what the Makefile target runs, without its `setup` step"),
     (r"--steps \d+", "--steps 3", "training and DDIM steps"),
     (r"--num \d+", "--num 4", "number of samples"),
+    (r"--num-images \d+", "--num-images 4", "number of samples (its spelling under torchrun)"),
+    (r"--nproc_per_node \d+", "--nproc_per_node 2", "processes per node: two CPU processes stand in for the GPUs"),
     (r"--limit \d+", "--limit 16", "FID inputs: images per source"),
     (r"^(\s*python -m ddlib (?:fid|stats)\b(?:(?!--limit)[^#\n])*?)([ \t]*#[^\n]*)?$", r"\1 --limit 16\2",
      "FID inputs without `--limit`: 16 images per source instead of whole splits"),

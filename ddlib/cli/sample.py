@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run folder (or its checkpoint.pt)")
     p.add_argument("--out", required=True, help="output path without extension: writes OUT.png and OUT.npz")
-    p.add_argument("--num", type=positive_int, default=64, help="number of images")
+    p.add_argument("--num", "--num-images", dest="num", type=positive_int, default=64,
+                   help="number of images (under torchrun write --num-images: torchrun reads --num as its --numa-binding)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
     p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (DDPM always uses all T)")
