@@ -80,10 +80,10 @@ def render_math(html: str) -> str:
             raise DDLibError(f"report.html: cannot render the formula ${tex}$ ({type(err).__name__}: {err})") from None
 
     soup = BeautifulSoup(html, "html.parser")
-    for script in soup.find_all("script"):  # MathJax and require.js from CDNs: nothing on the page needs them
-        src = (script.get("src") or "").lower()
+    for script in soup.find_all("script"):  # MathJax, require.js, mermaid from CDNs: nothing on the page needs them
+        src, text = (script.get("src") or "").lower(), script.string or ""
         if src.startswith(("http:", "https:", "//")) or "mathjax" in (script.get("type") or "").lower() \
-                or "MathJax" in (script.string or ""):
+                or "MathJax" in text or "https://" in text:
             script.decompose()
     for text in list(soup.find_all(string=True)):
         if not isinstance(text, NavigableString) or "$" not in text:
