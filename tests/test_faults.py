@@ -304,7 +304,7 @@ CASES: list[Case] = [
     Case("sample-eta-nan", "NaN eta (all-black images before)", cli(f"{SAMPLE} --eta nan"), 2, r"--eta: must be a finite number"),
     Case("sample-eta-neg", "negative eta", cli(f"{SAMPLE} --eta -1"), 2, r"--eta: must be >= 0"),
     Case("sample-batch-0", "zero batch size", cli(f"{SAMPLE} --batch-size 0"), 2, r"--batch-size: must be >= 1"),
-    Case("sample-num-0", "zero images", cli(f"{SAMPLE} --num 0"), 2, r"--num: must be >= 1"),
+    Case("sample-num-0", "zero images", cli(f"{SAMPLE} --num 0"), 2, r"--num(/--num-images)?: must be >= 1"),
     Case("sample-steps-0", "zero DDIM steps", cli(f"{SAMPLE} --steps 0"), 2, r"--steps: must be >= 1"),
     Case("sample-steps-big", "more DDIM steps than T", cli(f"{SAMPLE} --steps 50"), 2, r"num_steps must be an integer in 1\.\.10"),
     Case("sample-class-99", "a class the model does not have", cli(f"{SAMPLE} --class 99"), 2, r"class label out of range: got 99\.\.99, the model has classes 0\.\.1"),
