@@ -23,7 +23,6 @@ import copy
 import functools
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -277,11 +276,12 @@ def _truncate_log(path: Path, step: int) -> None:
 def _holding_run_folder(fit_fn):
     """Run ``fit_fn`` holding its run folder: locked against a second writer, refused when it holds
     files ddlib did not write (unless ``overwrite=True``), tidied of temporary files left by killed writes.
-    In a multi-process run (``RANK`` set) only rank 0 writes, so only it takes the lock."""
+    In a multi-process run only rank 0 writes (:func:`ddlib.distributed.is_main`, as in :func:`fit`), so only it
+    takes the lock."""
 
     @functools.wraps(fit_fn)
     def fit_holding(model, loss_fn, data, cfg, identity, out_dir, *args, overwrite: bool = False, **kwargs):
-        if int(os.environ.get("RANK", "0") or 0) != 0:
+        if not distributed.is_main():
             return fit_fn(model, loss_fn, data, cfg, identity, out_dir, *args, **kwargs)
         with run_lock(out_dir):
             claim_run_folder(out_dir, overwrite=overwrite)
