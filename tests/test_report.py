@@ -500,3 +500,16 @@ def test_first_page_says_when_a_report_is_partial_and_what_each_part_was_measure
     assert banner.startswith("> **Partial report.**")
     assert "02_ddim_cifar10" in banner.split("did not run to the end:")[1].split(".")[0]
     assert "01_ddpm_cifar10 (git abc1234, torch 2.11.0)" in banner
+
+
+def test_table_six_never_puts_fids_of_different_n_in_one_column():
+    from ddlib.lab.assemble import split_by_n
+
+    rows = [{"fid": 47.9, "n": None}, {"fid": 300.0, "fid_lo": 280.0, "fid_hi": 320.0, "n": 32},
+            {"fid": 250.0, "fid_lo": 240.0, "fid_hi": 262.5, "n": 64}, {"fid": None, "n": None},
+            {"fid": 170.0, "fid_lo": 160.0, "fid_hi": 181.0, "n": 64}]
+    cols = split_by_n(rows)
+    assert cols == ["FID, n not stated", "FID, n = 32", "FID, n = 64"]
+    assert [r["FID, n = 64"] for r in rows] == [None, None, "250 [240, 262.5]", None, "170 [160, 181]"]
+    assert [r["FID, n = 32"] for r in rows] == [None, "300 [280, 320]", None, None, None]
+    assert [r["FID, n not stated"] for r in rows] == ["47.9", None, None, None, None]

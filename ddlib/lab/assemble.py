@@ -233,14 +233,37 @@ def summary_table(ctx) -> object:
     if not rows:
         rows.append({"experiment": "no experiment results found", "setting": None, **scores({}), "verdict": None,
                      "profile": ctx.profile, "hardware": ctx.hardware, "wall_s": None, "n_samples": None, "reference": None})
+    fid_columns = split_by_n(rows)
     return ctx.table("summary", rows, "Table VI (analogue). Measured results of this report, one row per experiment",
+                     columns=["experiment", "setting", *fid_columns, "verdict", "train_steps", "batch_size"],
                      notes=["The first rows are the seed report's Table VI as printed: it states neither the number of "
                             "samples behind its FIDs nor their reference; its DDIM section samples with S = 250 steps.",
                             "wall_s: sampling + scoring time of that row (for the sampling-cost rows: the median "
                             "sampling time of one batch); training time is in each notebook's table.",
-                            "FIDs of different n (column n) are not comparable: FID is biased upwards "
-                            "by roughly c/n. verdict: the paired-bootstrap comparison of the row within its own table "
-                            "(the lowest-FID row's sentence, or the others' difference from it)."])
+                            "FIDs of different n stand in different columns: FID is biased upwards by roughly c/n, "
+                            "so only a column's own rows compare (each cell: FID [95 % interval]). verdict: the "
+                            "paired-bootstrap comparison of the row within its own table (the lowest-FID row's "
+                            "sentence, or the others' difference from it)."])
+
+
+def split_by_n(rows: list[dict]) -> list[str]:
+    """Give every row one FID cell per sample count (``"FID, n = 64"``: "FID [lo, hi]"), so that no column of Table VI
+    holds FIDs of different n; FIDs without a stated n (the seed report's) get their own column. Returns the new
+    column names in order (n ascending). The rows keep ``fid``/``fid_lo``/``fid_hi``/``n`` for the CSV."""
+    def cell(r: dict) -> str:
+        lo, hi = r.get("fid_lo"), r.get("fid_hi")
+        return f"{r['fid']:.4g} [{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else f"{r['fid']:.4g}"
+
+    scored = lambda r: isinstance(r.get("fid"), (int, float))  # noqa: E731
+    ns = sorted({int(r["n"]) for r in rows if scored(r) and r.get("n")})
+    unstated = any(scored(r) and not r.get("n") for r in rows)
+    names = {n: f"FID, n = {n}" for n in ns}
+    for r in rows:
+        for n in ns:
+            r[names[n]] = cell(r) if scored(r) and r.get("n") and int(r["n"]) == n else None
+        if unstated:
+            r["FID, n not stated"] = cell(r) if scored(r) and not r.get("n") else None
+    return (["FID, n not stated"] if unstated else []) + list(names.values())
 
 
 def errata():
