@@ -157,6 +157,10 @@ ctx.table("train_latent", [experiments.train_row(ctx, vae_run, "VAE"), experimen
 # separately trained classifier assigns to the requested class. Its accuracy on real validation images is given
 # beside it as a reference point, not a ceiling: guidance pushes samples towards what is most typical of the class,
 # which a classifier recognises more easily than real images, so guided samples can score above it.
+# Consistency is a proportion over $n$ samples, so it carries a Wilson 95 % interval; because sample $i$ has the same
+# $x_T$ and label at every $s$, each $s$ is compared with $s = 0$ **paired** (the same indices resampled). FID carries
+# its bootstrap interval and is read against the real-image floor at the same $n$: held-out validation images of the
+# same classes against the same reference.
 #
 # Why this works: by Bayes' rule $\nabla\log p(z_t\mid y) - \nabla\log p(z_t) = \nabla\log p(y\mid z_t)$, and an
 # ε-prediction is a scaled score, $\varepsilon = -\sqrt{1-\bar\alpha_t}\,\nabla\log p$. So
