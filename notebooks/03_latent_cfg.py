@@ -186,9 +186,11 @@ with torch.no_grad():
     assert torch.allclose(eps_guided, GuidedModel(latent_net, s)(z_t, t, y), atol=1e-5)
 
 # %%
-classifier, classifier_info = experiments.cached_classifier(ctx, data, val, steps=classifier_steps, seed=train_seed)
-floor = experiments.guidance_floor(ctx, val.images, val.labels, data.labels_present, guidance_samples, reference=fid_ref,
-                                   dataset=latent_reference, seed=train_seed)   # held-out real images at the sweep's n
+held = experiments.held_out(latent_reference, data.labels_present)   # all validation images of the trained classes
+print(f"held out: {len(held.images)} images of {held.name}")
+classifier, classifier_info = experiments.cached_classifier(ctx, data, held, steps=classifier_steps, seed=train_seed)
+floor = experiments.guidance_floor(ctx, held.images, held.labels, data.labels_present, guidance_samples,
+                                   reference=fid_ref, dataset=latent_reference, seed=train_seed)  # real images at the sweep's n
 rows = experiments.guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info, scales=guidance_scales,
                                   n=guidance_samples, num_steps=min(guidance_ddim_steps, latent_timesteps),
                                   reference=fid_ref, reference_label=fid_ref_label, batch_size=sample_batch,

@@ -220,3 +220,13 @@ def test_interval_plot_and_scale_grid_write_pngs(tmp_path):
     img = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     q = figures.save_scale_grid({0.0: [img, img], 3.0: [img, img]}, tmp_path / "b.png", row_labels=["a", "b"])
     assert q.is_file() and q.stat().st_size > 0
+
+
+def test_held_out_keeps_every_image_of_the_trained_classes_only():
+    from ddlib.data import load_dataset
+
+    full = load_dataset("synthetic:test", progress=False)
+    held = E.held_out("synthetic:test", [1, 3])
+    want = (full.labels == 1) | (full.labels == 3)
+    assert set(held.labels.tolist()) == {1, 3} and len(held.images) == int(want.sum())
+    assert torch.equal(held.images, full.images[want])

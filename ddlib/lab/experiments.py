@@ -556,6 +556,20 @@ def paired_proportion_difference(a: Sequence[bool], b: Sequence[bool], *, seed: 
             "resolved": bool(lo > 0 or hi < 0)}
 
 
+def held_out(dataset: str, classes: Sequence[int]):
+    """Every image of ``dataset`` (e.g. the validation split) whose label is in ``classes`` — the held-out images of
+    the classes a model was trained on — as ``.images``, ``.labels``, ``.name``. Unlike a ``limit``, which keeps the
+    first images of the canonical (class-sorted) order and so may cover only some of the classes, this keeps all
+    of them for every class the model knows (the classifier's accuracy and the guidance floor are read on these)."""
+    from types import SimpleNamespace
+
+    from ddlib.data import load_dataset
+
+    data = load_dataset(dataset, progress=False)
+    keep = torch.isin(data.labels, torch.tensor(list(classes)))
+    return SimpleNamespace(images=data.images[keep], labels=data.labels[keep], name=f"{dataset}, {len(classes)} classes")
+
+
 def guidance_floor(ctx, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], n: int, *, reference: str,
                    dataset: str, seed: int = 0) -> dict:
     """The real-image floor of the guidance sweep: ``n`` held-out real images (a seeded random subset of ``images``
