@@ -334,16 +334,39 @@ def training_reference(ctx, data, count: int | None) -> tuple[str, str]:
     return name, ctx.image_reference(images, name)
 
 
+def equal_values_side(values: int, channels: int = 3) -> int:
+    """The side h of the square ``channels``×h×h image whose number of values is closest to ``values`` (ties: the
+    smaller h): the bicubic size that stores as many numbers per image as a latent of ``values`` numbers."""
+    h = max(1, math.isqrt(max(values, 1) // channels))
+    return min((h, h + 1), key=lambda k: (abs(channels * k * k - values), k))
+
+
+def bicubic_to_size(images: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images bicubically (antialiased) shrunk to ``side``×``side`` and enlarged back to their size."""
+    import torch.nn.functional as F
+
+    from ddlib.data import to_model_range, to_uint8
+
+    x = to_model_range(images)
+    small = F.interpolate(x, size=(side, side), mode="bicubic", antialias=True)
+    return to_uint8(F.interpolate(small, size=x.shape[-2:], mode="bicubic", antialias=True))
+
+
 def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, reference: str | None = None,
               reference_label: str | None = None) -> tuple[list[dict], list[torch.Tensor]]:
-    """PSNR/SSIM of the VAE's reconstructions of ``images`` and of the bicubic baseline at the same factor.
+    """PSNR/SSIM of the VAE's reconstructions of ``images`` and of two bicubic baselines.
 
+    The baselines: bicubic down by the VAE's factor f and up again (3×(H/f)×(W/f) values per image), and bicubic
+    through the square size whose 3·h·w is closest to the latent's c×(H/f)×(W/f) values (:func:`equal_values_side`),
+    so the VAE is also compared at an (almost) equal number of values per image; ``values_per_image`` says how many.
     With a ``reference`` (a name for :meth:`ddlib.lab.context.Context.score`) each row also gets FID/KID of its
-    images against it, and a first row scores the real ``images`` themselves: the floor at this sample count.
+    images against it, and a first row scores the real ``images`` themselves: the floor at this sample count
+    (every other row carries it as ``floor_*`` columns, a note under the table).
     The reconstructions' FID is a heuristic reference for latent models decoded by this VAE, not a bound (their
     samples are not reconstructions); compare it only at matched n. ``reference`` in each row's provenance names
     the FID reference (``reference_label``), ``images`` the images scored (``dataset_label``).
-    Returns the rows and ``[originals, VAE reconstructions, bicubic]`` of the first 8 images for a figure.
+    Returns the rows and ``[originals, VAE reconstructions, bicubic ↓f, bicubic equal values]`` of the first 8
+    images for a figure.
     """
     from ddlib.latent import bicubic_reconstruction, image_quality, reconstruct
     from ddlib.vae import load_vae
@@ -354,30 +377,55 @@ def vae_table(ctx, vae_run, images: torch.Tensor, dataset_label: str, *, referen
     recon = reconstruct(vae, images)
     seconds = time.perf_counter() - t0
     bicubic = bicubic_reconstruction(images, cfg.factor)
-    q_vae, q_bic = image_quality(images, recon), image_quality(images, bicubic)
+    latent_values = math.prod(cfg.latent_shape)
+    side = equal_values_side(latent_values, images.shape[1])
+    equal = bicubic_to_size(images, side)
+    q_vae, q_bic, q_eq = image_quality(images, recon), image_quality(images, bicubic), image_quality(images, equal)
     latent = "×".join(map(str, cfg.latent_shape))
     ref = reference_label if reference is not None else dataset_label
-    rows = [ctx.row(wall_s=seconds, n_samples=len(images), reference=ref, images=dataset_label, method=f"VAE {vae_run.config.preset} (f={cfg.factor})",
-                    latent_shape=latent, scale_factor=round(vae.scale_factor, 4), train_steps=vae_run.config.steps,
-                    psnr_db=round(q_vae["psnr"], 2), ssim=round(q_vae["ssim"], 4), train_s=vae_run.wall_s),
-            ctx.row(wall_s=None, n_samples=len(images), reference=ref, images=dataset_label, method=f"bicubic ↓{cfg.factor} ↑{cfg.factor} (baseline)",
-                    latent_shape=f"3×{cfg.image_size // cfg.factor}×{cfg.image_size // cfg.factor}", scale_factor=None,
-                    train_steps=None, psnr_db=round(q_bic["psnr"], 2), ssim=round(q_bic["ssim"], 4), train_s=None)]
+    c, small = images.shape[1], cfg.image_size // cfg.factor
+    common = dict(n_samples=len(images), reference=ref, images=dataset_label)
+    rows = [ctx.row(wall_s=seconds, **common, method=f"VAE {vae_run.config.preset} (f={cfg.factor})",
+                    latent_shape=latent, values_per_image=latent_values, scale_factor=round(vae.scale_factor, 4),
+                    train_steps=vae_run.config.steps, psnr_db=round(q_vae["psnr"], 2), ssim=round(q_vae["ssim"], 4),
+                    train_s=vae_run.wall_s),
+            ctx.row(wall_s=None, **common, method=f"bicubic ↓{cfg.factor} ↑{cfg.factor} (baseline)",
+                    latent_shape=f"{c}×{small}×{small}", values_per_image=c * small * small, scale_factor=None,
+                    train_steps=None, psnr_db=round(q_bic["psnr"], 2), ssim=round(q_bic["ssim"], 4), train_s=None),
+            ctx.row(wall_s=None, **common, method=f"bicubic via {side}×{side} (≈ the latent's values)",
+                    latent_shape=f"{c}×{side}×{side}", values_per_image=c * side * side, scale_factor=None,
+                    train_steps=None, psnr_db=round(q_eq["psnr"], 2), ssim=round(q_eq["ssim"], 4), train_s=None)]
     if reference is not None:
-        real = ctx.row(wall_s=None, n_samples=len(images), reference=ref, images=dataset_label, method="real images (no model)",
-                       latent_shape=None, scale_factor=None, train_steps=None, psnr_db=None, ssim=None, train_s=None)
+        real = ctx.row(wall_s=None, **common, method="real images (no model)", latent_shape=None,
+                       values_per_image=None, scale_factor=None, train_steps=None, psnr_db=None, ssim=None, train_s=None)
         rows.insert(0, real)
         from ddlib.data import images_sha1
 
         key = {"vae": vae_run.key, "images": images_sha1(images), "reference": reference_label,
-               "method": INTERVAL_METHOD}
+               "method": INTERVAL_METHOD, "sets": ["real", "vae", "bicubic", f"bicubic-{side}"]}
         scores = ctx.cached("vae_fid", key, lambda: {"scores": [score_interval(ctx, x, reference)
-                                                                for x in (images, recon, bicubic)]})
+                                                                for x in (images, recon, bicubic, equal)]})
         for row, score in zip(rows, scores["scores"]):
             row.update(**interval_columns(score), fid_reference=reference_label)
-        rank_rows(ctx, rows[1:], ["VAE reconstructions", "bicubic"], reference, None)  # paired: the same images
+        floor = floor_columns(scores["scores"][0], dataset_label)
+        for row in rows[1:]:
+            row.update(floor)
+        rank_rows(ctx, rows[1:], ["VAE reconstructions", f"bicubic ↓{cfg.factor}", f"bicubic via {side}×{side}"],
+                  reference, None)  # paired: the same images
     k = min(8, len(images))
-    return rows, [images[:k], recon[:k], bicubic[:k]]
+    return rows, [images[:k], recon[:k], bicubic[:k], equal[:k]]
+
+
+def values_sentence(vae_rows: Sequence[dict]) -> str:
+    """How many values per image the VAE latent and each bicubic baseline keep, and their ratios (generated)."""
+    model = [r for r in vae_rows if r.get("method", "").startswith("VAE") and r.get("values_per_image")]
+    base = [r for r in vae_rows if r.get("method", "").startswith("bicubic") and r.get("values_per_image")]
+    if not model:
+        return "n/a: no VAE row"
+    v = model[0]["values_per_image"]
+    parts = [f"{r['method'].split(' (')[0]} keeps {r['values_per_image']} (latent/baseline = "
+             f"{v / r['values_per_image']:.2f})" for r in base]
+    return f"The VAE latent ({model[0]['latent_shape']}) keeps {v} values per image; " + "; ".join(parts) + "."
 
 
 def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int = 64, width: int = 32, seed: int = 0):
@@ -406,16 +454,24 @@ def cached_classifier(ctx, train_data, val_data, *, steps: int, batch_size: int 
         save_checkpoint({"kind": "classifier", "num_classes": clf.num_classes, "in_channels": clf.in_channels,
                          "model": clf.state_dict(), "train_s": seconds}, path)
     acc = class_consistency(clf, val_data.images, val_data.labels)
-    return clf, {"val_accuracy": round(acc, 4), "train_s": round(seconds, 1), "steps": steps}
+    n_val = len(val_data.images)
+    _, lo, hi = wilson_interval(round(acc * n_val), n_val)
+    return clf, {"val_accuracy": round(acc, 4), "val_lo": round(lo, 4), "val_hi": round(hi, 4), "val_n": n_val,
+                 "train_s": round(seconds, 1), "steps": steps}
 
 
 def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, scales: Sequence[float], n: int,
                    num_steps: int, reference: str, reference_label: str, batch_size: int, classes: Sequence[int],
-                   seed: int = 0) -> list[dict]:
+                   seed: int = 0, floor: dict | None = None) -> list[dict]:
     """The classifier-free guidance sweep (:func:`ddlib.lab.sweep.guidance_sweep`): FID, KID (intervals), class
     consistency per scale s; every scale compared with the lowest-FID one on the same seeds and labels.
 
     ``classes``: the labels the model was trained on (``data.labels_present``); the samples cycle through them.
+    Class consistency carries a Wilson 95 % interval over the n samples (``class_consistency_lo/hi``) and, for
+    every s other than the lowest scale (s = 0, unguided), a paired comparison with it over the same sample
+    indices (same x_T and label): ``consistency_vs_lowest_scale`` (a cell) and ``consistency_comparison``
+    (a sentence; :func:`paired_proportion_difference`). ``floor``: :func:`guidance_floor`'s result, whose
+    columns every row carries (a note under the table).
     """
     from ddlib.lab.sweep import guidance_sweep
     from ddlib.train import load_trained
@@ -423,7 +479,7 @@ def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, 
 
     key = {"ldm": ldm_run.key, "vae": vae_run.key, "classifier": classifier_info, "scales": [float(s) for s in scales],
            "n": n, "num_steps": num_steps, "reference": reference_label, "seed": seed, "classes": list(classes),
-           "intervals": INTERVAL_METHOD}
+           "intervals": INTERVAL_METHOD, "per_sample": 1}
 
     def sweep() -> dict:
         trained = load_trained(ldm_run.run_dir, device=ctx.device)
@@ -435,13 +491,132 @@ def guidance_table(ctx, ldm_run, vae_run, classifier, classifier_info: dict, *, 
         return {"records": recs, "hardware": ctx.hardware}
 
     res = ctx.cached("guidance_sweep", key, sweep)
+    floor_cols = floor_columns(floor, floor["dataset"]) if floor and floor.get("fid") is not None else {}
+    recs = res["records"]
+    base = min(recs, key=lambda r: r["scale"])
     rows = []
-    for r in res["records"]:
+    for r in recs:
+        k = sum(r["correct"])
+        _, lo, hi = wilson_interval(k, len(r["correct"]))
+        cmp = {}
+        if r is not base:
+            d = paired_proportion_difference(base["correct"], r["correct"], seed=seed)
+            word = "resolved" if d["resolved"] else "not resolved"
+            cmp = {"consistency_vs_lowest_scale": f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}], {word}",
+                   "consistency_comparison": (
+                       f"s = {r['scale']:g} against s = {base['scale']:g}: class consistency {r['class_consistency']:.3f} "
+                       f"against {base['class_consistency']:.3f}, paired difference {d['delta']:+.3f} "
+                       f"[{d['lo']:+.3f}, {d['hi']:+.3f}] (95 % paired bootstrap over the same {d['n']} sample indices: "
+                       f"same x_T, same label), {word} at n = {d['n']}.")}
         rows.append(ctx.row(wall_s=r["sample_seconds"] + r.get("score_s", 0.0), n_samples=r["n"], reference=reference_label,
                             dataset=ldm_run.config.dataset, scale=r["scale"], steps=num_steps,
                             **interval_columns(r), class_consistency=round(r["class_consistency"], 4),
-                            classifier_val_acc=classifier_info["val_accuracy"], sample_s=r["sample_seconds"]))
+                            class_consistency_lo=round(lo, 4), class_consistency_hi=round(hi, 4), **cmp,
+                            classifier_val_acc=classifier_info["val_accuracy"],
+                            classifier_val_lo=classifier_info.get("val_lo"), classifier_val_hi=classifier_info.get("val_hi"),
+                            classifier_val_n=classifier_info.get("val_n"), sample_s=r["sample_seconds"], **floor_cols))
     return rank_rows(ctx, rows, [f"s={r['scale']:g}" for r in rows], reference, None)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """``(k/n, lo, hi)``: the Wilson score interval for a binomial proportion (Wilson 1927).
+
+    The p whose score test at ``level`` accepts k successes in n: the roots of
+    (k/n − p)² = z² p (1 − p) / n. Unlike k/n ± z·se it stays in [0, 1] and does not collapse at k = 0 or n.
+    """
+    from statistics import NormalDist
+
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (the roots are 0 and 1 there)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return p, lo, hi
+
+
+def paired_proportion_difference(a: Sequence[bool], b: Sequence[bool], *, seed: int = 0) -> dict:
+    """Mean of ``b − a`` over paired binary outcomes (sample i of both sets from the same x_T and label) with the
+    lab's 95 % basic bootstrap interval over the n indices (the resampling counts of
+    :func:`ddlib.metrics.uncertainty.bootstrap_counts`); ``resolved`` when the interval excludes 0."""
+    import numpy as np
+
+    from ddlib.metrics import uncertainty as U
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 1:
+        raise ValueError(f"need two paired 1-D outcome lists of equal length, got {a.shape} and {b.shape}")
+    d = b - a
+    reps = U.bootstrap_counts(len(d), seed=seed) @ d / len(d)
+    iv = U._basic_interval("Δconsistency", float(d.mean()), reps, len(d), U.LEVEL)
+    lo, hi = (iv.lo, iv.hi) if math.isfinite(iv.lo) else (float(d.mean()), float(d.mean()))
+    return {"delta": float(d.mean()), "lo": lo, "hi": hi, "n": len(d), "level": U.LEVEL,
+            "resolved": bool(lo > 0 or hi < 0)}
+
+
+def held_out(dataset: str, classes: Sequence[int]):
+    """Every image of ``dataset`` (e.g. the validation split) whose label is in ``classes`` — the held-out images of
+    the classes a model was trained on — as ``.images``, ``.labels``, ``.name``. Unlike a ``limit``, which keeps the
+    first images of the canonical (class-sorted) order and so may cover only some of the classes, this keeps all
+    of them for every class the model knows (the classifier's accuracy and the guidance floor are read on these)."""
+    from types import SimpleNamespace
+
+    from ddlib.data import load_dataset
+
+    data = load_dataset(dataset, progress=False)
+    keep = torch.isin(data.labels, torch.tensor(list(classes)))
+    return SimpleNamespace(images=data.images[keep], labels=data.labels[keep], name=f"{dataset}, {len(classes)} classes")
+
+
+def guidance_floor(ctx, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], n: int, *, reference: str,
+                   dataset: str, seed: int = 0) -> dict:
+    """The real-image floor of the guidance sweep: ``n`` held-out real images (a seeded random subset of ``images``
+    whose label is in ``classes``) scored against the sweep's reference with the same intervals.
+
+    Returns :func:`ddlib.lab.intervals.score_interval`'s columns plus ``dataset``; with fewer than ``n`` such
+    images, ``fid`` is None and ``reason`` says why (the floor must be read at the sweep's n).
+    """
+    keep = torch.isin(torch.as_tensor(labels), torch.tensor(list(classes)))
+    pool = images[keep]
+    label = f"{dataset}, same classes"
+    if len(pool) < n:
+        return {"fid": None, "dataset": label, "n_samples": n,
+                "reason": f"n/a: only {len(pool)} held-out images of these classes, fewer than the sweep's n = {n}"}
+    idx = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]
+    return {**score_interval(ctx, pool[idx], reference), "dataset": label}
+
+
+def guidance_summary(rows: Sequence[dict]) -> list[str]:
+    """The measured sentences of the guidance sweep, for the notebook's closing discussion (generated, never typed)."""
+    out = []
+    lead = [r for r in rows if r.get("fid_vs_lowest") == "lowest" and r.get("fid_ranking")]
+    if lead:
+        out.append("FID: " + lead[0]["fid_ranking"])
+    if rows and rows[0].get("floor_fid") is not None:
+        r = rows[0]
+        out.append(f"Real-image floor at n = {r['floor_n']}: FID {r['floor_fid']:.4g} [{r['floor_fid_lo']:.4g}, "
+                   f"{r['floor_fid_hi']:.4g}] (held-out {r['floor_dataset']}, against the same reference).")
+    for r in rows:
+        if r.get("consistency_comparison"):
+            out.append("Class consistency: " + r["consistency_comparison"])
+    if rows and rows[0].get("classifier_val_n"):
+        r = rows[0]
+        out.append(f"Classifier accuracy on {r['classifier_val_n']} real validation images: {r['classifier_val_acc']:.3f} "
+                   f"[{r['classifier_val_lo']:.3f}, {r['classifier_val_hi']:.3f}] (Wilson 95 %).")
+    return out
+
+
+def per_class_scale_grid(ctx, ldm_run, vae_run, *, classes: Sequence[int], per_class: int, scales: Sequence[float],
+                         num_steps: int, seed: int = 0) -> dict[float, list[torch.Tensor]]:
+    """:func:`per_class_samples` at every scale in ``scales``: ``{s: [images of class c, ...]}``.
+
+    The labels, seeds and batch are the same at every s, so sample j of class c starts from the same x_T (and the
+    same per-step noise) at each scale: the columns of one class differ only through s.
+    """
+    return {float(s): per_class_samples(ctx, ldm_run, vae_run, classes=classes, per_class=per_class, scale=float(s),
+                                        num_steps=num_steps, seed=seed) for s in scales}
 
 
 def per_class_samples(ctx, ldm_run, vae_run, *, classes: Sequence[int], per_class: int, scale: float, num_steps: int,

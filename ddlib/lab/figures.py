@@ -262,3 +262,77 @@ def plot_bars(rows: Sequence[dict], label: str, values: Sequence[str], path: str
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# intervals, bands and reference lines (notebook 03)
+
+
+def plot_intervals(rows: Sequence[dict], x: str, y: str, path: str | Path, *, lo: str | None = None,
+                   hi: str | None = None, bands: Sequence[tuple] = (), lines: Sequence[tuple] = (), title: str = "",
+                   xlabel: str | None = None, ylabel: str | None = None, ylim: tuple | None = None,
+                   label: str | None = None) -> Path:
+    """``y`` against ``x`` with the rows' interval ``[lo, hi]`` as error bars, plus horizontal references.
+
+    ``bands``: ``(label, value, band_lo, band_hi)`` drawn as a line inside a shaded band (e.g. the real-image floor
+    with its interval); ``lines``: ``(label, value)`` drawn dashed (e.g. chance 1/K). Rows without a number in
+    ``y`` are left out; a band whose value is None is left out (say why in the caption).
+    """
+    plt = _plt()
+    rows = sorted((r for r in rows if is_number(r.get(y)) and is_number(r.get(x))), key=lambda r: float(r[x]))
+    xs, ys = [float(r[x]) for r in rows], [float(r[y]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    if lo and hi and all(is_number(r.get(lo)) and is_number(r.get(hi)) for r in rows):
+        err = [[v - float(r[lo]) for v, r in zip(ys, rows)], [float(r[hi]) - v for v, r in zip(ys, rows)]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label or f"{y} (95 % interval)")
+    else:
+        ax.plot(xs, ys, marker="o", label=label or y)
+    for k, (label, value, b_lo, b_hi) in enumerate(bands):
+        if not is_number(value):
+            continue
+        color = f"C{k + 1}"
+        ax.axhline(float(value), color=color, lw=1, label=label)
+        if is_number(b_lo) and is_number(b_hi):
+            ax.axhspan(float(b_lo), float(b_hi), color=color, alpha=0.15)
+    for k, (label, value) in enumerate(lines):
+        ax.axhline(float(value), color="gray", ls="--", lw=1, label=label)
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_scale_grid(grids: dict, path: str | Path, row_labels: Sequence[str] | None = None, panel: float = 1.0) -> Path:
+    """Rows = classes, columns grouped by guidance scale: ``grids`` is ``{s: [uint8 (K, C, H, W) per class]}``
+    (e.g. :func:`ddlib.lab.experiments.per_class_scale_grid`); a narrow gap separates the groups, each headed
+    ``s = …``, and column j of every group is the same sample index (the same x_T)."""
+    plt = _plt()
+    scales = list(grids)
+    nrows = len(grids[scales[0]])
+    per = max(len(g) for g in grids[scales[0]])
+    ncols = len(scales) * per + len(scales) - 1
+    widths = [(1.0 if (j % (per + 1)) < per else 0.25) for j in range(ncols)]
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, gridspec_kw={"width_ratios": widths},
+                             figsize=(panel * sum(widths) + (0.9 if row_labels else 0), panel * nrows + 0.6))
+    for i in range(nrows):
+        for j in range(ncols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            g, k = divmod(j, per + 1)
+            if k == per:
+                ax.axis("off")
+                continue
+            row = grids[scales[g]][i]
+            if k < len(row):
+                ax.imshow(_hwc(row[k]), cmap="gray" if row[k].shape[0] == 1 else None, interpolation="nearest")
+            if i == 0 and k == 0:
+                ax.set_title(f"s = {scales[g]:g}", fontsize=9, loc="left")
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return save_figure(fig, path)

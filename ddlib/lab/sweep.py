@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ddlib.metrics.classifier import SmallCNN, class_consistency
+from ddlib.metrics.classifier import SmallCNN, class_consistency, predict
 from ddlib.perf.cost import measure, memory_method
 from ddlib.device import hardware_string
 from ddlib.errors import DDLibError
@@ -47,7 +47,10 @@ def guidance_sweep(
     classes: list[int] | None = None,
     progress: bool = False,
 ) -> list[dict]:
-    """One record per guidance scale s: ``{"scale", "n", "class_consistency", "sample_seconds", **metrics(images)}``.
+    """One record per guidance scale s: ``{"scale", "n", "class_consistency", "correct", "sample_seconds", **metrics(images)}``.
+
+    ``correct``: per sample (index i, the same x_T and label at every s), whether the classifier agreed with its label,
+    so that two scales can be compared paired.
 
     Labels cycle 0, 1, …, K−1, 0, … (balanced classes), or through ``classes`` when given — the labels the
     model was trained on, if its data held only some of its K classes; ``decode`` maps latent samples to pixels
@@ -70,8 +73,10 @@ def guidance_sweep(
         t0 = time.perf_counter()
         images, _ = generate(model, schedule, n_per_scale, sampler=sampler, num_steps=num_steps, labels=labels,
                              guidance=s, seed=seed, batch_size=batch_size, decode=decode, progress=progress)
+        seconds = round(time.perf_counter() - t0, 3)
+        correct = (predict(classifier, images) == labels).tolist()  # per sample, in index order (pairs across scales)
         record = {"scale": float(s), "n": n_per_scale, "class_consistency": class_consistency(classifier, images, labels),
-                  "sample_seconds": round(time.perf_counter() - t0, 3)}
+                  "correct": [bool(c) for c in correct], "sample_seconds": seconds}
         records.append({**record, **(metrics(images) if metrics is not None else {})})
     return records
 
