@@ -155,3 +155,64 @@ def test_loss_findings_call_a_difference_only_where_intervals_do_not_overlap():
     s2 = make_schedule("linear", 10, beta_start=0.5, beta_end=0.9)  # ᾱ_0 = 0.5, ᾱ_9 ≪ 0.01
     line = E.loss_findings({"a": hard_low}, {"a": s2})[0]
     assert "(1 of 2) the mean loss is 0.01, over the rest 0.9" in line
+
+
+def test_schedule_samplers_picks_the_resolved_eta_else_the_default_and_scores_ddpm_at_its_own_n(monkeypatch):
+    """Stand-in scores: linear's η = 1 is far better (resolved), cosine's two η are close (not resolved → default
+    η = 0). Every sample set uses the same seed and batch (paired by image index, and 02's sweep cells are reused);
+    DDPM is scored at ddpm_n with the floor at ddpm_n."""
+    fids = {("linear", "ddim", 0.0): 300.0, ("linear", "ddim", 1.0): 200.0, ("cosine", "ddim", 0.0): 250.0,
+            ("cosine", "ddim", 1.0): 249.0, ("linear", "ddpm", None): 230.0, ("cosine", "ddpm", None): 210.0}
+    calls, floors = [], []
+
+    def scored(ctx, run, *, reference, reference_count, n, sampler, num_steps=None, eta=None, batch_size, seed, clip):
+        calls.append(dict(run=run.key, n=n, sampler=sampler, num_steps=num_steps, eta=eta, batch_size=batch_size,
+                          seed=seed, clip=clip))
+        f = fids[(run.key, sampler, eta if sampler == "ddim" else None)]
+        return {"fid": f, "fid_lo": f - 1, "fid_hi": f + 1, "kid": 0.1, "kid_lo": 0.0, "kid_hi": 0.2, "kid_std": 0.01,
+                "features": f"{run.key}-{sampler}-{eta}-{n}", "n_samples": n, "wall_s": 1.0, "sample_s": 1.0}
+
+    def real_floor(ctx, dataset, n, **kw):
+        floors.append(n)
+        return {"fid": 50.0 + n, "fid_lo": 40.0, "fid_hi": 60.0, "kid": 0.01, "n_samples": n}
+
+    def rank_rows(ctx, rows, labels, reference, count, **kw):  # stand-in: resolved when the FIDs differ by > 10
+        lead = min(rows, key=lambda r: r["fid"])
+        ok = all(r is lead or r["fid"] - lead["fid"] > 10 for r in rows)
+        for r, lab in zip(rows, labels):
+            r["fid_vs_lowest"] = "lowest" if r is lead else ("worse" if r["fid"] - lead["fid"] > 10 else "not resolved")
+        lead["fid_ranking"] = f"lead {labels[rows.index(lead)]} resolved={ok}"
+        lead["fid_lead_resolved"] = ok
+        return list(rows)
+
+    monkeypatch.setattr(E, "scored", scored)
+    monkeypatch.setattr(E, "real_floor", real_floor)
+    monkeypatch.setattr(E, "rank_rows", rank_rows)
+    monkeypatch.setattr(E, "_schedule_columns", lambda name, run: {"schedule": name})
+
+    class Ctx:
+        def reference_label(self, reference, count):
+            return reference
+
+        def row(self, *, wall_s, n_samples, reference, **values):
+            return {**values, "wall_s": wall_s, "n_samples": n_samples, "reference": reference}
+
+    runs = {k: SimpleNamespace(key=k, wall_s=1.0, config=SimpleNamespace(num_train_timesteps=T))
+            for k in ("linear", "cosine")}
+    out = E.schedule_samplers(Ctx(), runs, n=64, ddim_steps=100, ddpm_n=32, reference="ref", reference_count=None,
+                              batch_size=64, clip=True, real_dataset="real", default_eta=0.0)
+    best = {r["schedule"]: r for r in out["best"]}
+    assert best["linear"]["eta"] == 1.0 and "resolved" in best["linear"]["chosen_from"]
+    assert best["cosine"]["eta"] == 0.0 and "stated default" in best["cosine"]["chosen_from"]
+    assert [(r["schedule"], r["eta"]) for r in out["ddim"]] == [("linear", 0.0), ("linear", 1.0), ("cosine", 0.0),
+                                                                 ("cosine", 1.0)]
+    assert {c["seed"] for c in calls} == {0} and {c["batch_size"] for c in calls} == {64}
+    assert all(c["clip"] for c in calls)
+    ddim_calls = [c for c in calls if c["sampler"] == "ddim"]
+    assert all(c["n"] == 64 and c["num_steps"] == 100 and isinstance(c["eta"], float) for c in ddim_calls)
+    assert [c["n"] for c in calls if c["sampler"] == "ddpm"] == [32, 32]
+    assert sorted(floors) == [32, 64]
+    assert {r["floor_n"] for r in out["ddpm"]} == {32} and {r["floor_n"] for r in out["ddim"] + out["best"]} == {64}
+    assert out["sentences"]["ddpm"] == "lead cosine resolved=True"
+    assert out["sentences"]["best"].startswith("lead linear (η=1)")
+    assert set(out["sentences"]["ddim"]) == {0.0, 1.0}
