@@ -178,7 +178,7 @@ figures.show(figures.plot_loss_per_t(losses, ctx.figure("loss_per_t", f"ε-predi
             f"every t and schedule, {loss_t_points} values of t; bands: 95 % intervals over images. Left against t, "
             f"right against log₁₀ SNR(t).")))
 for name, r in losses.items():
-    train_loss = experiments._schedule_columns(name, runs[name])["final_loss"]
+    train_loss = experiments.schedule_columns(name, runs[name])["final_loss"]
     share = float((curves[name].alphas_cumprod < 0.01).double().mean())
     print(f"{name:20s} loss at t = {r['t'][0]}: {r['mean'][0]:.4f} [{r['lo'][0]:.4f}, {r['hi'][0]:.4f}], "
           f"at t = {r['t'][-1]}: {r['mean'][-1]:.5f} [{r['lo'][-1]:.5f}, {r['hi'][-1]:.5f}]; "
@@ -246,15 +246,18 @@ print("04: all checks passed")
 # The schedules' $\bar\alpha_t$ and SNR curves, the seed's literal formula included; the per-$t$ loss of the trained
 # models, which says where $\varepsilon$-prediction is hard and why the mean training losses of different schedules cannot be
 # compared; and the schedules' FID/KID under the same samplers, each with its interval, its real-image floor and a
-# paired comparison. What it cannot show at this CPU budget: models trained for about an epoch produce samples whose
-# FIDs sit far above the floor, and at these n most differences between schedules are not resolved, so it cannot show
-# the improvement Nichol & Dhariwal report for cosine (their models trained for hundreds of thousands of steps); only
-# the schedules the profile trains are compared. The measured sentences:
+# paired comparison. What it cannot show at this CPU budget: how the schedules compare once trained far longer (Nichol
+# & Dhariwal's models trained for hundreds of thousands of steps, these for `train_steps`), and any difference smaller
+# than the intervals at these n; and it compares only the schedules the profile trains. The measured sentences:
 
 # %%
 for line in experiments.loss_findings(losses, curves):
     print(line)
 print(f"Samplers ({schedule_fid_samples} samples per DDIM cell, {schedule_ddpm_samples} per DDPM cell):")
+for r in cmp["best"] + cmp["ddpm"]:
+    print(f"  {r['schedule']}, {r['sampler']}" + (f" η={r['eta']:g}" if "eta" in r else "") + f": FID {r['fid']:.1f} "
+          f"[{r['fid_lo']:.1f}, {r['fid_hi']:.1f}] against the real-image floor {r.get('floor_fid', float('nan')):.1f} "
+          f"at n = {r['n_samples']}")
 for name, text in cmp["sentences"]["eta_choice"].items():
     print(f"  η for {name}: {text}")
 print(f"  each schedule under its chosen η: {cmp['sentences']['best']}")

@@ -188,7 +188,7 @@ def test_schedule_samplers_picks_the_resolved_eta_else_the_default_and_scores_dd
     monkeypatch.setattr(E, "scored", scored)
     monkeypatch.setattr(E, "real_floor", real_floor)
     monkeypatch.setattr(E, "rank_rows", rank_rows)
-    monkeypatch.setattr(E, "_schedule_columns", lambda name, run: {"schedule": name})
+    monkeypatch.setattr(E, "schedule_columns", lambda name, run: {"schedule": name})
 
     class Ctx:
         def reference_label(self, reference, count):

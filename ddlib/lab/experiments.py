@@ -264,7 +264,9 @@ def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, se
 # 04: schedules
 
 
-def _schedule_columns(name: str, run) -> dict:
+def schedule_columns(name: str, run) -> dict:
+    """A schedule's table columns: name, training steps, ᾱ at the last step, log₁₀ SNR at T/2, final training loss
+    (the mean of the last tenth of the log)."""
     s = run.config.make_schedule()
     log = run.log()
     tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
@@ -443,7 +445,7 @@ def schedule_samplers(ctx, runs: dict, *, n: int, ddim_steps: int, ddpm_n: int, 
         sentences["eta_choice"][name] = c["sentence"]
         loss = (losses or {}).get(name) or {}
         best.append(ctx.row(wall_s=pick["wall_s"], n_samples=pick["n_samples"], reference=ref_label,
-                            **_schedule_columns(name, run),
+                            **schedule_columns(name, run),
                             loss_uniform_t=None if not loss else round(loss["uniform_t_mean"], 5),
                             sampler=pick["sampler"], eta=pick["eta"], chosen_from=why,
                             **interval_columns(pick), train_s=run.wall_s, **fl_n))
