@@ -150,8 +150,9 @@ figures.show(figures.plot_loss_curves({name: run.log() for name, run in runs.ite
 # at fixed $t$ instead: `loss_t_images` held-out images (the test split, `fid_reference`, that no model trained on),
 # one $\varepsilon$ per image shared by every $t$ and every schedule, at `loss_t_points` values of $t$ from 0 to $T-1$.
 # The band is a 95 % interval over images (mean ± 1.96 s/√n). Plotted against $\log_{10}\mathrm{SNR}(t)$ the schedules
-# should roughly agree, since the network sees $x_t$ whose noise level is all that differs; plotted against $t$ they
-# differ by where each schedule puts its noise levels. One $t$ by hand, in the paper's symbols, against the library:
+# should roughly agree: at equal SNR, $x_t = \sqrt{\bar\alpha_t}\,\big(x_0 + \varepsilon/\sqrt{\mathrm{SNR}(t)}\big)$ is the same
+# noisy image up to a scale, so the task is the same whatever the schedule; plotted against $t$ they differ by where
+# each schedule puts its noise levels. One $t$ by hand, in the paper's symbols, against the library:
 
 # %%
 from ddlib.data import load_dataset, to_model_range
