@@ -80,7 +80,8 @@ display(assemble.show_table(ctx.out, "vae"), assemble.show_table(ctx.out, "train
 # ## 7. Noise schedules (notebook 04)
 
 # %%
-assemble.show_table(ctx.out, "schedules")
+display(assemble.show_table(ctx.out, "schedules_ddim"), assemble.show_table(ctx.out, "schedules"),
+        assemble.show_table(ctx.out, "schedules_ddpm"))
 
 # %% [markdown]
 # ## 8. Errata: the seed report's equations and claims

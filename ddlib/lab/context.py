@@ -35,8 +35,8 @@ EXPECTED_OUTPUTS: dict[str, dict[str, list[str]]] = {
     "03_latent_cfg": {"tables": ["vae", "train_latent", "guidance_sweep"],
                       "figures": ["vae_reconstructions", "loss_latent", "guidance_sweep", "guidance_consistency",
                                   "guidance_per_class"]},
-    "04_cosine_schedule": {"tables": ["schedules"], "figures": ["schedules_alpha_snr", "loss_schedules",
-                                                               "samples_schedules"]},
+    "04_cosine_schedule": {"tables": ["schedules_ddim", "schedules", "schedules_ddpm"],
+                           "figures": ["schedules_alpha_snr", "loss_schedules", "loss_per_t", "samples_schedules"]},
     "05_summary": {"tables": ["literature", "literature_quoted", "summary"], "figures": []},
 }
 

@@ -264,26 +264,209 @@ def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, se
 # 04: schedules
 
 
-def schedule_comparison(ctx, runs: dict, *, n: int, ddim_steps: int, reference: str, reference_count: int | None,
-                        batch_size: int, seed: int = 0, clip: bool = False) -> list[dict]:
-    """One row per schedule: ᾱ at the last step, final loss, FID/KID (intervals) of DDIM samples at equal training
-    steps, same per-image seeds; each compared with the lowest-FID schedule (:func:`ddlib.lab.intervals.rank_rows`)."""
-    ref_label = ctx.reference_label(reference, reference_count)
-    rows = []
+def schedule_columns(name: str, run) -> dict:
+    """A schedule's table columns: name, training steps, ᾱ at the last step, log₁₀ SNR at T/2, final training loss
+    (the mean of the last tenth of the log)."""
+    s = run.config.make_schedule()
+    log = run.log()
+    tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
+    return {"schedule": name, "train_steps": run.config.steps, "alpha_bar_last": float(s.alphas_cumprod[-1]),
+            "log10_snr_mid": round(math.log10(float(s.snr[len(s) // 2])), 3),
+            "final_loss": round(sum(tail) / len(tail), 5) if tail else None}
+
+
+def t_grid(T: int, points: int) -> list[int]:
+    """``points`` timesteps evenly spaced over {0, …, T − 1}, both ends included (rounded, duplicates dropped)."""
+    if points < 2:
+        return [0]
+    return sorted({int(round(i * (T - 1) / (points - 1))) for i in range(points)})
+
+
+@torch.no_grad()
+def loss_per_t(model, schedule, x0: torch.Tensor, noise: torch.Tensor, timesteps: Sequence[int], *,
+               batch_size: int = 64, device=None) -> torch.Tensor:
+    """Per-image ε-prediction loss ‖ε − ε_θ(x_t, t)‖² (mean over pixels, DDPM eq. 14) at each t: float64 (len(t), n).
+
+    x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε with the same ε (``noise``, one per image) at every t, so rows are paired
+    across t, and across models called with the same ``x0`` and ``noise``. ``x0`` in [-1, 1], (n, C, H, W).
+    """
+    device = x0.device if device is None else device
+    out = torch.empty(len(timesteps), len(x0), dtype=torch.float64)
+    for i, t in enumerate(timesteps):
+        for a in range(0, len(x0), batch_size):
+            x, eps = x0[a:a + batch_size].to(device), noise[a:a + batch_size].to(device)
+            tt = torch.full((len(x),), int(t), dtype=torch.long, device=device)
+            x_t = schedule.to(device).add_noise(x, eps, tt)  # √ᾱ_t x_0 + √(1 − ᾱ_t) ε
+            eps_hat = model(x_t, tt).double()
+            out[i, a:a + len(x)] = ((eps.double() - eps_hat) ** 2).flatten(1).mean(1).cpu()
+    return out
+
+
+def mean_interval(values: torch.Tensor, level_z: float = 1.96) -> tuple[float, float, float]:
+    """Mean of per-image values and its normal 95 % interval over images (mean ± 1.96 s/√n)."""
+    v = torch.as_tensor(values, dtype=torch.float64).flatten()
+    m = float(v.mean())
+    half = level_z * float(v.std(unbiased=True)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return m, m - half, m + half
+
+
+def loss_per_t_summary(losses: torch.Tensor, timesteps: Sequence[int], schedule) -> dict:
+    """Per t: mean loss over images with its 95 % interval, and log₁₀ SNR(t); and the uniform-over-t mean (each
+    image's loss averaged over the t points, then the mean and interval over images: what training averages)."""
+    per_t = [mean_interval(losses[i]) for i in range(len(timesteps))]
+    u = mean_interval(torch.as_tensor(losses, dtype=torch.float64).mean(0))
+    snr = schedule.snr
+    return {"t": [int(t) for t in timesteps], "log10_snr": [math.log10(float(snr[t])) for t in timesteps],
+            "mean": [p[0] for p in per_t], "lo": [p[1] for p in per_t], "hi": [p[2] for p in per_t],
+            "uniform_t_mean": u[0], "uniform_t_lo": u[1], "uniform_t_hi": u[2], "n_images": int(losses.shape[1])}
+
+
+def heldout_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
+    """ε for n images, image i drawn from its own generator seeded ``seed + i`` (so a prefix is a smaller set's ε)."""
+    n, rest = shape[0], tuple(shape[1:])
+    return torch.stack([torch.randn(rest, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
+
+
+def schedule_loss_per_t(ctx, runs: dict, *, heldout: str, n_images: int, t_points: int, seed: int = 0,
+                        batch_size: int = 64) -> dict[str, dict]:
+    """:func:`loss_per_t` of each trained run on the same ``n_images`` held-out images (a seeded random subset of
+    ``heldout``) with the same ε per image, at ``t_points`` evenly spaced t (:func:`t_grid`); cached per run.
+
+    Returns schedule → :func:`loss_per_t_summary` (plus ``loss_s``, the seconds it took when it ran).
+    """
+    from ddlib.data import load_dataset, to_model_range
+
+    out = {}
     for name, run in runs.items():
-        s = run.config.make_schedule()
-        res = scored(ctx, run, n=n, sampler="ddim", num_steps=ddim_steps, eta=0.0, reference=reference,
-                     reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
-        log = run.log()
-        tail = [r["loss"] for r in log[-max(1, len(log) // 10):]]
-        T = len(s)
-        rows.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, schedule=name,
-                            train_steps=run.config.steps, alpha_bar_last=float(s.alphas_cumprod[-1]),
-                            log10_snr_mid=round(math.log10(float(s.snr[T // 2])), 3),
-                            final_loss=round(sum(tail) / len(tail), 5) if tail else None,
-                            sampler=_sampler_label(f"DDIM-{ddim_steps} η=0", clip), **interval_columns(res),
-                            train_s=run.wall_s))
-    return rank_rows(ctx, rows, [f"{r['schedule']}" for r in rows], reference, reference_count)
+        T = run.config.num_train_timesteps
+        ts = t_grid(T, t_points)
+        key = {"run": run.key, "heldout": heldout, "n_images": n_images, "t": ts, "seed": seed,
+               "method": "loss-per-t-v1"}
+
+        def compute(run=run, ts=ts) -> dict:
+            data = load_dataset(heldout, progress=False)
+            idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n_images]
+            x0 = to_model_range(data.images[idx])
+            noise = heldout_noise(x0.shape, seed)
+            trained = run.load(ctx.device)
+            t0 = time.perf_counter()
+            losses = loss_per_t(trained.model, trained.schedule, x0, noise, ts, batch_size=batch_size,
+                                device=ctx.device)
+            return {**loss_per_t_summary(losses, ts, trained.schedule), "loss_s": round(time.perf_counter() - t0, 1),
+                    "hardware": ctx.hardware}
+
+        out[name] = ctx.cached("loss_per_t", key, compute)
+    return out
+
+
+def loss_findings(losses: dict, schedules: dict, threshold: float = 0.01) -> list[str]:
+    """Sentences about :func:`schedule_loss_per_t` results (``schedules``: name → NoiseSchedule): per schedule, the
+    loss at the first t against the last (a difference is called only where the 95 % intervals do not overlap), the
+    uniform-over-t mean, and the mean over the measured t with ᾱ_t < ``threshold`` against the rest."""
+    out = []
+    for name, r in losses.items():
+        lo_first, hi_first, lo_last, hi_last = r["lo"][0], r["hi"][0], r["lo"][-1], r["hi"][-1]
+        if lo_first > hi_last:
+            verdict = "higher at low noise"
+        elif lo_last > hi_first:
+            verdict = "higher near pure noise"
+        else:
+            verdict = "not resolved between the two ends (intervals overlap)"
+        abar = schedules[name].alphas_cumprod
+        low = [m for t, m in zip(r["t"], r["mean"]) if float(abar[t]) < threshold]
+        rest = [m for t, m in zip(r["t"], r["mean"]) if float(abar[t]) >= threshold]
+        split = (f"over the measured t with ᾱ_t < {threshold:g} ({len(low)} of {len(r['t'])}) the mean loss is "
+                 f"{sum(low) / len(low):.4g}, over the rest {sum(rest) / len(rest):.4g}" if low and rest else
+                 f"{'all' if low else 'none'} of the measured t have ᾱ_t < {threshold:g}")
+        out.append(f"{name}: loss {r['mean'][0]:.4g} [{lo_first:.4g}, {hi_first:.4g}] at t = {r['t'][0]} and "
+                   f"{r['mean'][-1]:.4g} [{lo_last:.4g}, {hi_last:.4g}] at t = {r['t'][-1]}: {verdict}; mean over t "
+                   f"{r['uniform_t_mean']:.4g} [{r['uniform_t_lo']:.4g}, {r['uniform_t_hi']:.4g}] (n = "
+                   f"{r['n_images']} images); {split}.")
+    return out
+
+
+def _compare_rows(ctx, rows: Sequence[dict], labels: Sequence[str], reference: str, count: int | None) -> dict:
+    """:func:`rank_rows` on copies of ``rows``: {"sentence", "lead", "resolved", "cells"} (the rows stay as they are)."""
+    copies = rank_rows(ctx, [dict(r) for r in rows], labels, reference, count)
+    lead = next((lab for r, lab in zip(copies, labels) if r.get("fid_vs_lowest") == "lowest"), None)
+    if lead is None:
+        return {"sentence": "n/a: fewer than two scored settings", "lead": None, "resolved": False,
+                "cells": [None] * len(rows)}
+    lead_row = next(r for r in copies if r.get("fid_vs_lowest") == "lowest")
+    return {"sentence": lead_row["fid_ranking"], "lead": lead, "resolved": bool(lead_row.get("fid_lead_resolved")),
+            "cells": [r.get("fid_vs_lowest") for r in copies]}
+
+
+def schedule_samplers(ctx, runs: dict, *, n: int, ddim_steps: int, ddpm_n: int, reference: str,
+                      reference_count: int | None, batch_size: int, seed: int = 0, clip: bool = False,
+                      real_dataset: str | None = None, default_eta: float = 0.0, losses: dict | None = None) -> dict:
+    """The schedules under DDIM-S at η = 0 and η = 1 (``n`` samples), under each one's better η, and under DDPM-T
+    (``ddpm_n`` samples); every comparison paired (same per-image seeds) and generated by :func:`rank_rows`.
+
+    Per schedule the η whose FID is lower with a resolved paired difference is chosen; where the difference is not
+    resolved, ``default_eta`` is used and the row says so (``chosen_from``). Returns ``{"ddim", "best", "ddpm"}``
+    (rows; ``best`` ranked across schedules, ``ddpm`` too) and ``"sentences"``: ``eta_choice`` (schedule → sentence),
+    ``ddim`` (η → sentence across schedules), ``best`` and ``ddpm`` (sentences across schedules).
+    With ``real_dataset`` the rows carry the real-image floor at their n; ``losses``
+    (:func:`schedule_loss_per_t`) adds the uniform-over-t mean loss to the ``best`` rows.
+    """
+    ref_label = ctx.reference_label(reference, reference_count)
+
+    def floor(k: int) -> dict:
+        if not real_dataset:
+            return {}
+        return floor_columns(real_floor(ctx, real_dataset, k, seed=seed, reference=reference,
+                                        reference_count=reference_count), real_dataset)
+
+    fl_n, fl_ddpm = floor(n), floor(ddpm_n)
+    ddim, by_eta = [], {}
+    for name, run in runs.items():
+        for eta in (0.0, 1.0):
+            res = scored(ctx, run, n=n, sampler="ddim", num_steps=int(ddim_steps), eta=eta, reference=reference,
+                         reference_count=reference_count, batch_size=batch_size, seed=seed, clip=clip)
+            row = ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, schedule=name,
+                          sampler=_sampler_label(f"DDIM-{ddim_steps}", clip), steps=int(ddim_steps), eta=eta,
+                          **interval_columns(res), sample_s=res["sample_s"], **fl_n)
+            ddim.append(row)
+            by_eta.setdefault(eta, []).append(row)
+    sentences = {"eta_choice": {}, "ddim": {}}
+    best = []
+    for name, run in runs.items():
+        pair = [r for r in ddim if r["schedule"] == name]
+        c = _compare_rows(ctx, pair, [f"{name}, η={r['eta']:g}" for r in pair], reference, reference_count)
+        for r, cell in zip(pair, c["cells"]):
+            r["eta_vs_other"] = cell
+        if c["resolved"]:
+            pick = next(r for r, cell in zip(pair, c["cells"]) if cell == "lowest")
+            why = f"η={pick['eta']:g}: resolved against the other η at n={n}"
+        else:
+            pick = next(r for r in pair if r["eta"] == default_eta)
+            why = f"η={default_eta:g} (the stated default): η=0 vs η=1 not resolved at n={n}"
+        sentences["eta_choice"][name] = c["sentence"]
+        loss = (losses or {}).get(name) or {}
+        best.append(ctx.row(wall_s=pick["wall_s"], n_samples=pick["n_samples"], reference=ref_label,
+                            **schedule_columns(name, run),
+                            loss_uniform_t=None if not loss else round(loss["uniform_t_mean"], 5),
+                            sampler=pick["sampler"], eta=pick["eta"], chosen_from=why,
+                            **interval_columns(pick), train_s=run.wall_s, **fl_n))
+    for eta, rows in by_eta.items():
+        sentences["ddim"][eta] = _compare_rows(ctx, rows, [r["schedule"] for r in rows], reference,
+                                               reference_count)["sentence"]
+    rank_rows(ctx, best, [f"{r['schedule']} (η={r['eta']:g})" for r in best], reference, reference_count)
+    sentences["best"] = next((r["fid_ranking"] for r in best if r.get("fid_vs_lowest") == "lowest"),
+                             "n/a: fewer than two schedules")
+    ddpm = []
+    for name, run in runs.items():
+        T = run.config.num_train_timesteps
+        res = scored(ctx, run, n=ddpm_n, sampler="ddpm", reference=reference, reference_count=reference_count,
+                     batch_size=batch_size, seed=seed, clip=clip)
+        ddpm.append(ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, schedule=name,
+                            sampler=_sampler_label(f"DDPM-{T}", clip), steps=T, **interval_columns(res),
+                            sample_s=res["sample_s"], **fl_ddpm))
+    rank_rows(ctx, ddpm, [r["schedule"] for r in ddpm], reference, reference_count)
+    sentences["ddpm"] = next((r["fid_ranking"] for r in ddpm if r.get("fid_vs_lowest") == "lowest"),
+                             "n/a: fewer than two schedules")
+    return {"ddim": ddim, "best": best, "ddpm": ddpm, "sentences": sentences}
 
 
 # --------------------------------------------------------------------------------------------------

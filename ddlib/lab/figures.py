@@ -83,6 +83,26 @@ def plot_schedules(schedules: dict, path: str | Path, title: str | None = None) 
     return save_figure(fig, path)
 
 
+def plot_loss_per_t(results: dict, path: str | Path, title: str | None = None) -> Path:
+    """Per-t ε-prediction loss of named models (:func:`ddlib.lab.experiments.loss_per_t_summary`) with 95 % bands:
+    against t (left) and against log₁₀ SNR(t) (right; high noise on the left), log-scaled loss."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for name, r in results.items():
+        for ax, x in zip(axes, (r["t"], r["log10_snr"])):
+            line, = ax.plot(x, r["mean"], marker="o", ms=3, label=name)
+            ax.fill_between(x, [max(v, 1e-12) for v in r["lo"]], r["hi"], color=line.get_color(), alpha=0.2)
+    axes[0].set(xlabel="t", ylabel="‖ε − ε_θ(x_t, t)‖² (mean over pixels)", title="loss against t")
+    axes[1].set(xlabel="log₁₀ SNR(t)", title="loss against log₁₀ SNR(t)")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 @torch.no_grad()
 def forward_process_images(schedule, image: torch.Tensor, timesteps: Sequence[int], seed: int = 0) -> torch.Tensor:
     """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (DDPM eq. 4) of one uint8 image (C, H, W) at each t, with one ε.
