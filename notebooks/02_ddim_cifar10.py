@@ -328,7 +328,7 @@ print("02: all checks passed")
 lead_sweep = [r["fid_ranking"] for r in rows if r.get("fid_vs_lowest") == "lowest"]
 lead_final = [r["fid_ranking"] for r in final if r.get("fid_vs_lowest") == "lowest"]
 for line in [f"Sweep (n = {ddim_fid_samples}): " + (lead_sweep[0] if lead_sweep else "n/a: fewer than two scored settings"),
-             (f"Headline ({at_n}): " + (lead_final[0] if lead_final else "n/a: fewer than two scored rows"))
+             (f"Headline, {at_n}: " + (lead_final[0] if lead_final else "n/a: fewer than two scored rows"))
              if final else "Headline: n/a (final_fid_samples is None in this profile)",
              *(f"Clipping ablation: {s}" for s in ablation_sentences),
              f"Consistency: mean |difference| from the {labels[-1]} row, uint8 levels: "
