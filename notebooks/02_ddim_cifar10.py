@@ -155,8 +155,7 @@ figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_st
 final = experiments.final_fid(ctx, run, rows, n=final_fid_samples, reference=fid_reference,
                               reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised,
                               real_dataset=final_real_dataset, with_ddpm=True) if final_fid_samples else []
-at_n = (f"at the sweep's n = {final_fid_samples}" if final_fid_samples == ddim_fid_samples
-        else f"rescored at n = {final_fid_samples} (the sweep used n = {ddim_fid_samples})")
+at_n = experiments.headline_scope(final_fid_samples, ddim_fid_samples)
 (ctx.table("fid_final", final, f"Headline FID: the sweep's lowest-FID DDIM setting and those it did not resolve against, "
            f"{at_n}, with DDPM-{timesteps} beside them",
            columns=["model", "sampler", "steps", "eta", "train_steps", "fid", "kid", "kid_std", "chosen_from"])
@@ -271,7 +270,8 @@ ctx.note("speed_memory_claims", "**What we found.** " + claims["text"])
 # DDPM-$T$ (same per-image seeds, same $n$) on one plane: FID with its interval against the measured seconds per sample
 # (the time each sample set took when it was made, on this run's hardware). A setting is on the **Pareto front** when no
 # other setting is both faster and lower in FID. Each DDIM setting is compared with DDPM-$T$ by a paired bootstrap of the
-# FID difference (`fid_vs_ddpm`): that, not the speed-up, is the price of the speed.
+# FID difference (`fid_vs_ddpm`): that, not the speed-up, is the price of the speed. (The benchmark above times
+# `bench_ddim_steps`; the plane shows the sweep's own $S$, whose timing comes from the same kind of run.)
 
 # %%
 pareto = experiments.quality_vs_time(ctx, run, rows, n=ddim_fid_samples, reference=fid_reference,

@@ -184,3 +184,58 @@ def test_vs_cell_reads_b_against_a():
     assert experiments._vs_cell(d, True) == "lower by 10 [4, 15]"
     d = Interval("Δfid", 1.0, -2.0, 3.0, 1.0, 8, 0.95, 200)
     assert experiments._vs_cell(d, False) == "not resolved: -1 [-3, +2]"
+
+
+def test_headline_says_rescored_only_when_n_differs():
+    assert experiments.headline_scope(64, 64) == "at the sweep's n = 64"
+    assert experiments.headline_scope(256, 64) == "rescored at n = 256 (the sweep used n = 64)"
+
+
+def test_quality_vs_time_scores_ddpm_on_the_sweeps_seeds_and_marks_the_front(monkeypatch):
+    from ddlib.metrics.uncertainty import Comparison, Interval
+
+    ctx = _FakeCtx()
+    asked = {}
+
+    def fake_scored(c, run, *, reference, reference_count, **sample):
+        asked.update(sample)
+        return {"fid": 50.0, "fid_lo": 45.0, "fid_hi": 56.0, "kid": 0.1, "kid_lo": 0.0, "kid_hi": 0.2, "kid_std": 0.01,
+                "features": "ddpm", "n_samples": sample["n"], "sample_s": 64.0, "wall_s": 70.0}
+
+    deltas = {"a": (-30.0, -40.0, -20.0), "b": (-1.0, -5.0, 3.0)}  # FID(DDPM) − FID(DDIM)
+
+    def fake_compare(c, a, b, labels, reference, count, metric="fid"):
+        assert a["features"] == "ddpm"
+        est, lo, hi = deltas[b["features"]]
+        return Comparison(labels[0], labels[1], "fid", Interval("Δfid", est, lo, hi, 1.0, 8, 0.95, 200), True)
+
+    monkeypatch.setattr(experiments, "scored", fake_scored)
+    monkeypatch.setattr(experiments, "compare_rows", fake_compare)
+    sweep = [{"steps": 10, "eta": 0.0, "fid": 80.0, "features": "a", "sample_s": 1.0, "n_samples": 8,
+              "fid_vs_lowest": "worse", "fid_ranking": "x"},
+             {"steps": 40, "eta": 1.0, "fid": 51.0, "features": "b", "sample_s": 4.0, "n_samples": 8}]
+    run = SimpleNamespace(key="k", config=SimpleNamespace(dataset="d", num_train_timesteps=1000))
+    rows = experiments.quality_vs_time(ctx, run, sweep, n=8, reference="ref", reference_count=None, batch_size=4,
+                                       seed=0, clip=True)
+    assert asked == dict(n=8, sampler="ddpm", batch_size=4, seed=0, clip=True)  # same seeds, n, batch, clip
+    assert [r["setting"] for r in rows] == ["DDIM S=10, η=0", "DDIM S=40, η=1", "DDPM-1000"]
+    assert [r["s_per_image"] for r in rows] == [0.125, 0.5, 8.0]
+    assert [r["pareto"] for r in rows] == [True, True, True]  # each is faster or lower than every other
+    assert rows[0]["fid_vs_ddpm"] == "higher by 30 [20, 40]" and rows[1]["fid_vs_ddpm"].startswith("not resolved")
+    assert "fid_vs_lowest" not in rows[0] and sweep[0]["fid_vs_lowest"] == "worse"  # the sweep's rows are untouched
+
+
+def test_ablation_sentences_come_from_the_rankings_and_paired_comparisons(monkeypatch):
+    seen = []
+
+    def fake_compare(c, a, b, labels, reference, count, metric="fid"):
+        seen.append((a["steps"], b["steps"], a["convention"], labels))
+        return SimpleNamespace(sentence=f"{labels[0]} vs {labels[1]}: generated")
+
+    monkeypatch.setattr(experiments, "compare_rows", fake_compare)
+    rows = [{"steps": S, "convention": c, "fid_vs_lowest": "lowest" if c.startswith("(b)") else "worse",
+             "fid_ranking": f"lead sentence at {S}"} for S in (25, 100) for c in experiments.CLIP_CONVENTION_LABELS.values()]
+    out = experiments.clip_ablation_sentences(None, rows, "ref", None)
+    assert out[:2] == ["At S = 25: lead sentence at 25", "At S = 100: lead sentence at 100"]
+    assert [(a, b, c) for a, b, c, _ in seen] == [(100, 25, c) for c in experiments.CLIP_CONVENTION_LABELS.values()]
+    assert len(out) == 5 and all(s.endswith("generated") for s in out[2:])

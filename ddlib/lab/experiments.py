@@ -211,6 +211,12 @@ def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, r
     return rows
 
 
+def headline_scope(n: int, n_sweep: int) -> str:
+    """How the headline names its sample count: "rescored" only when it differs from the sweep's (at equal n the
+    scores are the sweep's own cached ones, nothing is resampled)."""
+    return f"at the sweep's n = {n}" if n == n_sweep else f"rescored at n = {n} (the sweep used n = {n_sweep})"
+
+
 def consistency_rows(ctx, run, *, steps: Sequence[int], n: int, pool: int | None = None, seed: int = 0,
                      batch_size: int = 100, clip: bool = False) -> tuple[list[torch.Tensor], list[str]]:
     """DDIM (η = 0) samples from the same x_T with each S: rows of images and their labels (DDIM §5.2).
