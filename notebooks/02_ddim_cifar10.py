@@ -203,11 +203,15 @@ figures.show(figures.save_trajectory(traj, ctx.figure("trajectory_ddim", "DDIM (
 #   `clip_sample=True` with `use_clipped_model_output=False`): $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\tilde x_0 +
 #   \sqrt{1-\bar\alpha_{t'}}\,\hat\varepsilon$.
 #
-# Where the clamp acts, (c) adds back less signal than $x_t$ held, yet keeps the whole noise estimate: the state is
-# pulled towards 0 (grey) without its noise being accounted for, and each extra step repeats that mismatch, so one would
-# expect (c) to degrade as $S$ grows while (b) need not. With $\eta = 0$, all $S$ and all three conventions start from the
-# same per-image $x_T$ (seed $+\,i$), so every difference below is paired. (c) lives in the lab code
-# (`experiments.ddim_step_raw_eps`), not in the core samplers; the cell checks it against the equation above.
+# The two clipped conventions differ by where the clamped-off part of $\hat x_0$ goes. (b) moves it into the noise term,
+# $\tilde\varepsilon = \hat\varepsilon + \sqrt{\bar\alpha_t}\,(\hat x_0 - \tilde x_0)/\sqrt{1-\bar\alpha_t}$, so $x_t =
+# \sqrt{\bar\alpha_t}\,\tilde x_0 + \sqrt{1-\bar\alpha_t}\,\tilde\varepsilon$ still holds and the step is an exact DDIM step for
+# that pair; (c) drops it from the state: $x^{(b)}_{t'} - x^{(c)}_{t'} = \sqrt{1-\bar\alpha_{t'}}\,\sqrt{\bar\alpha_t}\,
+# (\hat x_0 - \tilde x_0)/\sqrt{1-\bar\alpha_t}$. Wherever the clamp acts, (c) shrinks $x_t$ towards 0 (grey) below what its
+# noise level implies, once per step — a candidate cause of samples that get greyer with $S$; the measurement below
+# decides. With $\eta = 0$, all $S$ and all three conventions start from the same per-image $x_T$ (seed $+\,i$), so every
+# difference below is paired. (c) lives in the lab code (`experiments.ddim_step_raw_eps`), not in the core samplers; the
+# cell checks it, and the difference above, against the equations.
 
 # %%
 x0_tilde = ((x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()).clamp(-1, 1)              # clip(x̂_0)
@@ -216,13 +220,15 @@ eps_tilde = (x_t - abar_t.sqrt() * x0_tilde) / (1 - abar_t).sqrt()              
 x_prev_b = abar_prev.sqrt() * x0_tilde + (1 - abar_prev).sqrt() * eps_tilde
 assert torch.allclose(x_prev_c, experiments.ddim_step_raw_eps(schedule, eps_hat, t, t_prev, x_t))
 assert torch.allclose(x_prev_b, ddim_step(schedule, eps_hat, t, t_prev, x_t, eta=0.0, clip=True))
+assert torch.allclose(x_prev_b - x_prev_c, (1 - abar_prev).sqrt() * abar_t.sqrt() * (x0_hat - x0_tilde) / (1 - abar_t).sqrt())
 print(f"fraction of x̂_0 values the clamp moved here: {float((x0_tilde != x0_hat).double().mean()):.2f}")
 
 # %%
 ablation = experiments.clip_ablation(ctx, run, steps=ablation_steps, n=ablation_samples, reference=fid_reference,
                                      reference_count=fid_reference_count, batch_size=sample_batch,
                                      real_dataset=final_real_dataset)
-ctx.table("clip_ablation", ablation, f"η = 0 DDIM under three clipping conventions at S = {ablation_steps}, same "
+ctx.table("clip_ablation", ablation, f"η = 0 DDIM under three clipping conventions at S = "
+          f"{' and '.join(map(str, ablation_steps))}, same "
           f"per-image seeds (ranked within each S)", columns=["steps", "convention", "fid", "kid", "sample_s"])
 
 # %%
@@ -233,7 +239,7 @@ ablation_labels = [f"S={S} {experiments.CLIP_CONVENTION_LABELS[c][:3]}" for S in
                    for c in experiments.CLIP_CONVENTIONS]
 figures.show(figures.save_image_rows(ablation_images, ctx.figure("clip_ablation_samples", "The same x_T (columns) under "
             "η = 0 DDIM with (a) no clipping, (b) x̂₀ clipped and ε̂ re-derived (ddlib's clip=True), (c) x̂₀ clipped with "
-            f"the raw ε̂ (the old convention), at S = {ablation_steps} (rows)."), row_labels=ablation_labels))
+            f"the raw ε̂ (the old convention), at S = {' and '.join(map(str, ablation_steps))} (rows)."), row_labels=ablation_labels))
 ablation_sentences = experiments.clip_ablation_sentences(ctx, ablation, fid_reference, fid_reference_count)
 ctx.note("clip_ablation_findings", "**What the ablation measured** (paired bootstrap, 95 % intervals, n = "
          f"{ablation_samples}). " + " ".join(ablation_sentences))
