@@ -50,6 +50,8 @@ ddim_fid_samples = 32
 final_fid_samples = None   # the sweep's best setting scored again with this many samples (None: skip)
 final_real_dataset = None  # held-out real images scored like them: the FID floor at that count (None: skip)
 consistency_samples = 8
+ablation_steps = [25, 100]  # the deterministic-DDIM clipping ablation: S values (each in ddim_steps: the clipped cell reuses the sweep)
+ablation_samples = 64      # samples per (convention, S), same per-image seeds
 bench_batch = 8
 bench_ddim_steps = 250
 bench_repeats = 2
@@ -128,27 +130,34 @@ ctx.table("ddim_steps", rows, "DDIM: FID and KID against steps S and η",
           columns=["sampler", "steps", "eta", "fid", "kid", "kid_std", "s_per_image"])
 
 # %%
+floor_text = (f" Dashed: the real-image floor at n = {ddim_fid_samples} ({final_real_dataset}), band: its interval."
+              if final_real_dataset else " No real-image floor in this profile (final_real_dataset is None).")
 figures.show(figures.plot_lines(rows, "steps", "fid", ctx.figure("ddim_fid_vs_steps", f"FID of {ddim_fid_samples} DDIM "
-            "samples against the number of steps S, one line per η (same model, same initial noise)."), group="eta",
-            group_label="η", logx=True, title="DDIM: FID vs steps", xlabel="steps S", ylabel="FID"))
-figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_steps", "KID ± its std over resamples of "
-            "the generated images against S, one line per η."), group="eta", yerr="kid_std", group_label="η", logx=True,
-            title="DDIM: KID vs steps", xlabel="steps S", ylabel="KID"))
+            "samples against the number of steps S, one line per η (same model, same initial noise); bars: 95 % bootstrap "
+            "intervals over the generated images." + floor_text), group="eta", group_label="η", logx=True,
+            interval=("fid_lo", "fid_hi"), floor="floor_fid", title="DDIM: FID vs steps", xlabel="steps S", ylabel="FID"))
+figures.show(figures.plot_lines(rows, "steps", "kid", ctx.figure("ddim_kid_vs_steps", f"KID of {ddim_fid_samples} DDIM "
+            "samples against S, one line per η; bars: 95 % bootstrap intervals over the generated images." +
+            floor_text.replace(", band: its interval", "")), group="eta", group_label="η", logx=True,
+            interval=("kid_lo", "kid_hi"), floor="floor_kid", title="DDIM: KID vs steps", xlabel="steps S", ylabel="KID"))
 
 # %% [markdown]
 # ## The headline number: the leading settings, scored with more samples
 #
 # The sweep ranks settings at one small, equal sample count. FID at small $n$ is biased upwards (roughly by $c/n$),
 # so the lowest-FID setting — and the settings the sweep could not tell from it (a paired bootstrap interval of the
-# difference that holds 0) — are scored once more with `final_fid_samples` samples on the same seeds, beside as many
-# held-out real images scored the same way: the floor FID can reach at that count. This is the number to grade the model by.
+# difference that holds 0) — are scored with `final_fid_samples` samples on the same seeds, beside DDPM ancestral
+# sampling ($T$ steps, same seeds) and as many held-out real images scored the same way: the floor FID can reach at that
+# count. When `final_fid_samples` equals the sweep's $n$ the scores are the sweep's own (nothing is resampled) and the
+# table compares the leaders with DDPM at that $n$. This is the number to grade the model by.
 
 # %%
 final = experiments.final_fid(ctx, run, rows, n=final_fid_samples, reference=fid_reference,
                               reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised,
-                              real_dataset=final_real_dataset) if final_fid_samples else []
+                              real_dataset=final_real_dataset, with_ddpm=True) if final_fid_samples else []
+at_n = experiments.headline_scope(final_fid_samples, ddim_fid_samples)
 (ctx.table("fid_final", final, f"Headline FID: the sweep's lowest-FID DDIM setting and those it did not resolve against, "
-           f"scored with {final_fid_samples} samples",
+           f"{at_n}, with DDPM-{timesteps} beside them",
            columns=["model", "sampler", "steps", "eta", "train_steps", "fid", "kid", "kid_std", "chosen_from"])
  if final else "final_fid_samples is None in this profile: no headline FID")
 
@@ -177,6 +186,65 @@ figures.show(figures.save_trajectory(traj, ctx.figure("trajectory_ddim", "DDIM (
             "prediction x̂_0 at evenly spaced steps."), title="DDIM trajectory"))
 
 # %% [markdown]
+# ## The η = 0 pathology: which clipping convention?
+#
+# Earlier runs of this notebook showed deterministic DDIM getting *worse* with more steps (FID rising with $S$, grey,
+# speckled samples at $S = 250$ and $1000$), and blamed "an under-trained network's ODE". At that time the step clamped
+# $\hat x_0$ but kept the network's raw $\hat\varepsilon$ in the direction term. Three conventions for one $\eta = 0$
+# step from $t$ to $t'$, with $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$:
+#
+# - **(a) no clipping** (the DDIM paper's released `generalized_steps`):
+#   $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}}\,\hat\varepsilon$;
+# - **(b) clip $\hat x_0$, re-derive $\hat\varepsilon$** (`ddlib`'s `clip=True`; GLIDE; diffusers with
+#   `use_clipped_model_output=True`): $\tilde x_0 = \operatorname{clip}(\hat x_0, -1, 1)$,
+#   $\tilde\varepsilon = (x_t - \sqrt{\bar\alpha_t}\,\tilde x_0)/\sqrt{1-\bar\alpha_t}$,
+#   $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\tilde x_0 + \sqrt{1-\bar\alpha_{t'}}\,\tilde\varepsilon$ — both terms describe one $x_0$;
+# - **(c) clip $\hat x_0$, raw $\hat\varepsilon$** (the old convention; diffusers' `DDIMScheduler` default,
+#   `clip_sample=True` with `use_clipped_model_output=False`): $x_{t'} = \sqrt{\bar\alpha_{t'}}\,\tilde x_0 +
+#   \sqrt{1-\bar\alpha_{t'}}\,\hat\varepsilon$.
+#
+# The two clipped conventions differ by where the clamped-off part of $\hat x_0$ goes. (b) moves it into the noise term,
+# $\tilde\varepsilon = \hat\varepsilon + \sqrt{\bar\alpha_t}\,(\hat x_0 - \tilde x_0)/\sqrt{1-\bar\alpha_t}$, so $x_t =
+# \sqrt{\bar\alpha_t}\,\tilde x_0 + \sqrt{1-\bar\alpha_t}\,\tilde\varepsilon$ still holds and the step is an exact DDIM step for
+# that pair; (c) drops it from the state: $x^{(b)}_{t'} - x^{(c)}_{t'} = \sqrt{1-\bar\alpha_{t'}}\,\sqrt{\bar\alpha_t}\,
+# (\hat x_0 - \tilde x_0)/\sqrt{1-\bar\alpha_t}$. Wherever the clamp acts, (c) shrinks $x_t$ towards 0 (grey) below what its
+# noise level implies, once per step — a candidate cause of samples that get greyer with $S$; the measurement below
+# decides. With $\eta = 0$, all $S$ and all three conventions start from the same per-image $x_T$ (seed $+\,i$), so every
+# difference below is paired. (c) lives in the lab code (`experiments.ddim_step_raw_eps`), not in the core samplers; the
+# cell checks it, and the difference above, against the equations.
+
+# %%
+x0_tilde = ((x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()).clamp(-1, 1)              # clip(x̂_0)
+x_prev_c = abar_prev.sqrt() * x0_tilde + (1 - abar_prev).sqrt() * eps_hat                        # (c): raw ε̂
+eps_tilde = (x_t - abar_t.sqrt() * x0_tilde) / (1 - abar_t).sqrt()                               # (b): ε̂ re-derived
+x_prev_b = abar_prev.sqrt() * x0_tilde + (1 - abar_prev).sqrt() * eps_tilde
+assert torch.allclose(x_prev_c, experiments.ddim_step_raw_eps(schedule, eps_hat, t, t_prev, x_t))
+assert torch.allclose(x_prev_b, ddim_step(schedule, eps_hat, t, t_prev, x_t, eta=0.0, clip=True))
+assert torch.allclose(x_prev_b - x_prev_c, (1 - abar_prev).sqrt() * abar_t.sqrt() * (x0_hat - x0_tilde) / (1 - abar_t).sqrt())
+print(f"fraction of x̂_0 values the clamp moved here: {float((x0_tilde != x0_hat).double().mean()):.2f}")
+
+# %%
+ablation = experiments.clip_ablation(ctx, run, steps=ablation_steps, n=ablation_samples, reference=fid_reference,
+                                     reference_count=fid_reference_count, batch_size=sample_batch,
+                                     real_dataset=final_real_dataset)
+ctx.table("clip_ablation", ablation, f"η = 0 DDIM under three clipping conventions at S = "
+          f"{' and '.join(map(str, ablation_steps))}, same "
+          f"per-image seeds (ranked within each S)", columns=["steps", "convention", "fid", "kid", "sample_s"])
+
+# %%
+ablation_images = [experiments.convention_samples(ctx, run, conv, n=ablation_samples, num_steps=S,
+                                                  batch_size=sample_batch)["images"][:consistency_samples]
+                   for S in ablation_steps for conv in experiments.CLIP_CONVENTIONS]
+ablation_labels = [f"S={S} {experiments.CLIP_CONVENTION_LABELS[c][:3]}" for S in ablation_steps
+                   for c in experiments.CLIP_CONVENTIONS]
+figures.show(figures.save_image_rows(ablation_images, ctx.figure("clip_ablation_samples", "The same x_T (columns) under "
+            "η = 0 DDIM with (a) no clipping, (b) x̂₀ clipped and ε̂ re-derived (ddlib's clip=True), (c) x̂₀ clipped with "
+            f"the raw ε̂ (the old convention), at S = {' and '.join(map(str, ablation_steps))} (rows)."), row_labels=ablation_labels))
+ablation_sentences = experiments.clip_ablation_sentences(ctx, ablation, fid_reference, fid_reference_count)
+ctx.note("clip_ablation_findings", "**What the ablation measured** (paired bootstrap, 95 % intervals, n = "
+         f"{ablation_samples}). " + " ".join(ablation_sentences))
+
+# %% [markdown]
 # ## Speed and memory: DDIM against DDPM, measured in the same run
 #
 # The seed report claims a **4× speed-up at 250 steps** and **about 30 % lower peak memory** for DDIM. Both samplers
@@ -200,6 +268,35 @@ figures.show(figures.plot_bars(bench_rows, "sampler", ["wall_s", claims["memory_
 ctx.note("speed_memory_claims", "**What we found.** " + claims["text"])
 
 # %% [markdown]
+# ## Quality against wall time
+#
+# The speed-up holds **by construction**: DDIM and DDPM evaluate the same network once per step on the same batch, so a
+# DDIM run of $S$ steps costs about $S/T$ of DDPM's time — 4× fewer steps give about 4× less time, whatever the model.
+# What the timing cannot say is what those skipped steps cost in quality. The figure puts every setting of the sweep and
+# DDPM-$T$ (same per-image seeds, same $n$) on one plane: FID with its interval against the measured seconds per sample
+# (the time each sample set took when it was made, on this run's hardware). A setting is on the **Pareto front** when no
+# other setting is both faster and lower in FID. Each DDIM setting is compared with DDPM-$T$ by a paired bootstrap of the
+# FID difference (`fid_vs_ddpm`): that, not the speed-up, is the price of the speed. (The benchmark above times
+# `bench_ddim_steps`; the plane shows the sweep's own $S$, whose timing comes from the same kind of run.)
+
+# %%
+pareto = experiments.quality_vs_time(ctx, run, rows, n=ddim_fid_samples, reference=fid_reference,
+                                     reference_count=fid_reference_count, batch_size=sample_batch, clip=clip_denoised)
+ctx.table("quality_vs_time", pareto, f"Quality against wall time: every DDIM setting of the sweep and DDPM-{timesteps}, "
+          f"same per-image seeds, n = {ddim_fid_samples}", columns=["setting", "fid", "kid", "s_per_image", "pareto",
+                                                                 "fid_vs_ddpm"])
+
+# %%
+figures.show(figures.plot_pareto(pareto, "s_per_image", "fid", ctx.figure("quality_vs_time", f"FID of {ddim_fid_samples} "
+            f"samples (95 % intervals) against measured seconds per sample on {ctx.hardware} (batch {sample_batch}), every "
+            f"DDIM (S, η) of the sweep and DDPM-{timesteps} on the same per-image seeds; ringed and joined: the Pareto "
+            "front." + floor_text), label="setting", interval=("fid_lo", "fid_hi"), floor="floor_fid",
+            title="Quality against wall time", xlabel="seconds per sample (log scale)", ylabel="FID"))
+quality_cost = [r["fid_vs_ddpm_sentence"] for r in pareto if r["fid_vs_ddpm_sentence"]]
+ctx.note("quality_vs_time_findings", "**The price of the speed-up** (paired bootstrap against DDPM-"
+         f"{timesteps}, n = {ddim_fid_samples}). " + " ".join(quality_cost))
+
+# %% [markdown]
 # ## Sanity checks
 
 # %%
@@ -210,8 +307,41 @@ import torch
 assert len(rows) == len(ddim_steps) * len(ddim_etas) and all(math.isfinite(r["fid"]) for r in rows)
 assert all(img.dtype == torch.uint8 for img in images)
 assert claims["speedup"] > 0 and all(r["wall_s"] > 0 for r in bench_rows)
+assert len(ablation) == 3 * len(ablation_steps) and all(math.isfinite(r["fid"]) for r in ablation)
+assert len(pareto) == len(rows) + 1 and any(r["pareto"] for r in pareto)
 assert not context.check_outputs(ctx.out, "02_ddim_cifar10"), context.check_outputs(ctx.out, "02_ddim_cifar10")
 print("02: all checks passed")
+
+# %% [markdown]
+# ## What this notebook showed
+#
+# - One trained ε-model serves every DDIM sampler: $S$ and $\eta$ were varied without retraining, on the same per-image
+#   $x_T$, and the DDIM step was checked against its equation, with the $\eta = 1$, $S = T$ identity to DDPM's step
+#   holding with clipping on (because `ddlib` re-derives $\hat\varepsilon$ from the clipped $\hat x_0$).
+# - Which settings the data can tell apart: every ranking below is a paired bootstrap interval at the $n$ it states,
+#   and "not resolved" is a result, not a failure.
+# - The clipping ablation separates the three conventions on the same $x_T$; its sentences below say, per $S$, which
+#   convention the intervals resolve, and whether FID rises with $S$ under each.
+# - DDIM's speed-up is a ratio of step counts; the quality it costs is the paired FID difference from DDPM-$T$.
+#
+# **What it cannot show at this budget.** The model is a tiny UNet trained for minutes on a CPU and each setting is
+# scored on tens of samples: FIDs sit far above the real-image floor and most differences between settings are not
+# resolved at this $n$, so the sweep cannot show the fine trade-offs of DDIM's Table 1, and the timing is of one
+# CPU. The `quick` ablation stops at $S = 100$, short of the $S = 250$ and $1000$ where the grey samples were seen; the
+# `gpu` and `paper` profiles reach further. The measured sentences:
+
+# %%
+lead_sweep = [r["fid_ranking"] for r in rows if r.get("fid_vs_lowest") == "lowest"]
+lead_final = [r["fid_ranking"] for r in final if r.get("fid_vs_lowest") == "lowest"]
+for line in [f"Sweep (n = {ddim_fid_samples}): " + (lead_sweep[0] if lead_sweep else "n/a: fewer than two scored settings"),
+             (f"Headline, {at_n}: " + (lead_final[0] if lead_final else "n/a: fewer than two scored rows"))
+             if final else "Headline: n/a (final_fid_samples is None in this profile)",
+             *(f"Clipping ablation: {s}" for s in ablation_sentences),
+             f"Consistency: mean |difference| from the {labels[-1]} row, uint8 levels: "
+             + ", ".join(f"{l}: {g:g}" for l, g in zip(labels, gaps)),
+             "Speed: " + claims["text"],
+             *(f"Quality cost: {s}" for s in quality_cost)]:
+    print("-", line)
 
 # %% [markdown]
 # ## Exercises

@@ -55,16 +55,19 @@ display(assemble.show_table(ctx.out, "train_ddpm"), assemble.show_table(ctx.out,
 # %% [markdown]
 # ## 4. DDIM: steps and η (notebook 02)
 #
-# Same model, DDIM eq. 12 with $S$ steps and stochasticity $\eta$, equal sample counts and initial noise.
+# Same model, DDIM eq. 12 with $S$ steps and stochasticity $\eta$, equal sample counts and initial noise; then the
+# $\eta = 0$ clipping ablation (three conventions on the same $x_T$).
 
 # %%
-display(assemble.show_table(ctx.out, "ddim_steps"), assemble.show_table(ctx.out, "fid_final"))
+display(assemble.show_table(ctx.out, "ddim_steps"), assemble.show_table(ctx.out, "fid_final"),
+        assemble.show_table(ctx.out, "clip_ablation"), Markdown(assemble.note_text(ctx.out, "clip_ablation_findings")))
 
 # %% [markdown]
 # ## 5. Speed and memory: DDIM against DDPM (notebook 02)
 
 # %%
-display(assemble.show_table(ctx.out, "speed_memory"), Markdown(assemble.claims_text(ctx.out)))
+display(assemble.show_table(ctx.out, "speed_memory"), Markdown(assemble.claims_text(ctx.out)),
+        assemble.show_table(ctx.out, "quality_vs_time"), Markdown(assemble.note_text(ctx.out, "quality_vs_time_findings")))
 
 # %% [markdown]
 # ## 6. Latent diffusion with classifier-free guidance (notebook 03)

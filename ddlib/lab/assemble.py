@@ -309,5 +309,11 @@ def claims_text(out: Path) -> str:
     return path.read_text().strip() if path.is_file() else "*Speed/memory comparison not run in this profile.*"
 
 
-__all__ = ["claims_text", "errata", "figures", "format_cell", "git_revision", "literature_table", "provenance_markdown",
-           "show_figures", "show_table", "summary_table"]
+def note_text(out: Path, name: str, missing: str = "not run in this profile") -> str:
+    """A finding a notebook wrote with ``ctx.note(name, …)`` (``tables/<name>.txt``), or a note when it is absent."""
+    path = Path(out) / "tables" / f"{name}.txt"
+    return path.read_text().strip() if path.is_file() else f"*`{name}`: {missing}.*"
+
+
+__all__ = ["claims_text", "errata", "figures", "format_cell", "git_revision", "literature_table", "note_text",
+           "provenance_markdown", "show_figures", "show_table", "summary_table"]

@@ -211,6 +211,12 @@ def final_fid(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, r
     return rows
 
 
+def headline_scope(n: int, n_sweep: int) -> str:
+    """How the headline names its sample count: "rescored" only when it differs from the sweep's (at equal n the
+    scores are the sweep's own cached ones, nothing is resampled)."""
+    return f"at the sweep's n = {n}" if n == n_sweep else f"rescored at n = {n} (the sweep used n = {n_sweep})"
+
+
 def consistency_rows(ctx, run, *, steps: Sequence[int], n: int, pool: int | None = None, seed: int = 0,
                      batch_size: int = 100, clip: bool = False) -> tuple[list[torch.Tensor], list[str]]:
     """DDIM (η = 0) samples from the same x_T with each S: rows of images and their labels (DDIM §5.2).
@@ -258,6 +264,180 @@ def speed_memory(ctx, run, *, ddim_steps: int, batch_size: int, repeats: int, se
                             ms_per_step=round(1000 * r["s_per_step"], 2), **extra))
     claims = check_claims(res["rows"], configs[0]["label"], configs[1]["label"])
     return rows, claims
+
+
+# ---- 02: the η = 0 clipping ablation (issue 13, claim 2) ---------------------------------------------
+
+CLIP_CONVENTIONS = ("none", "x0, eps re-derived", "x0, raw eps")
+CLIP_CONVENTION_LABELS = {"none": "(a) no clipping", "x0, eps re-derived": "(b) clip x̂₀, ε̂ re-derived",
+                          "x0, raw eps": "(c) clip x̂₀, raw ε̂"}
+
+
+def ddim_step_raw_eps(s, eps: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor) -> torch.Tensor:
+    """The old clipping convention of a deterministic (η = 0) DDIM step: x̂₀ clamped, ε̂ used as predicted.
+
+    x̂₀ = clip((x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, −1, 1) and x_{t'} = √ᾱ_{t'} x̂₀ + √(1−ᾱ_{t'}) ε̂, built from the core's
+    pieces (``NoiseSchedule.predict_x0``, ``alpha_bar``; ᾱ_{-1} = 1). The first term then describes the clamped
+    x̂₀ while the direction term still points from the unclamped one: the two terms disagree about x₀ wherever
+    the clamp acted. This is diffusers' ``DDIMScheduler`` with ``clip_sample=True`` and the default
+    ``use_clipped_model_output=False``; ``ddlib.samplers.ddim_update(clip=True)`` re-derives ε̂ instead. Lab code,
+    kept out of the core samplers: it exists only for the ablation.
+    """
+    tb = torch.full((x_t.shape[0],), int(t), dtype=torch.long, device=x_t.device)
+    x0 = s.predict_x0(eps, tb, x_t).clamp(-1.0, 1.0)
+    abar_prev = float(s.alpha_bar(int(t_prev)))
+    return math.sqrt(abar_prev) * x0 + math.sqrt(1.0 - abar_prev) * eps
+
+
+@torch.no_grad()
+def sample_raw_eps(model, schedule, n: int, *, num_steps: int, seed: int = 0, batch_size: int = 64,
+                   spacing: str = "leading") -> torch.Tensor:
+    """``n`` uint8 images by η = 0 DDIM with :func:`ddim_step_raw_eps`, image i from the x_T of seed + i exactly as
+    :func:`ddlib.generate.generate` draws it (so the three conventions of the ablation start from the same x_T)."""
+    from ddlib.data import to_uint8
+    from ddlib.generate import initial_noise
+    from ddlib.samplers import ddim_timesteps
+
+    cfg = model.config
+    device = next(model.parameters()).device
+    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    ts = ddim_timesteps(len(schedule), num_steps, spacing)
+    s = schedule.to(device)
+    out = []
+    for start in range(0, n, batch_size):
+        x = initial_noise(shape, list(range(seed + start, seed + min(start + batch_size, n))), device)  # x_T
+        for t, t_prev in zip(ts, ts[1:] + [-1]):
+            eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=device)).to(x.dtype)
+            x = ddim_step_raw_eps(s, eps, t, t_prev, x)
+        out.append(to_uint8(x).cpu())
+    return torch.cat(out)
+
+
+def convention_samples(ctx, run, convention: str, *, n: int, num_steps: int, seed: int = 0,
+                       batch_size: int = 64) -> dict:
+    """η = 0 DDIM samples under one clipping ``convention`` (:data:`CLIP_CONVENTIONS`), cached:
+    ``{"images", "sample_s"}``. (a) and (b) are the library's ``clip=False`` / ``clip=True`` sample sets (the sweep's
+    own cells); (c) is :func:`sample_raw_eps`."""
+    if convention not in CLIP_CONVENTIONS:
+        raise ValueError(f"unknown clipping convention {convention!r}; choose one of {CLIP_CONVENTIONS}")
+    if convention != "x0, raw eps":
+        s = ctx.samples(run, n=n, sampler="ddim", num_steps=num_steps, eta=0.0, seed=seed, batch_size=batch_size,
+                        clip=convention != "none")
+        return {"images": s["images"], "sample_s": s["sample_s"]}
+    key = {"run": run.key, "n": n, "sampler": "ddim", "num_steps": num_steps, "eta": 0.0, "seed": seed,
+           "batch_size": batch_size, "clip": convention}
+    timing = {}
+
+    def make():
+        trained = run.load(ctx.device)
+        t0 = time.perf_counter()
+        images = sample_raw_eps(trained.model, trained.schedule, n, num_steps=num_steps, seed=seed, batch_size=batch_size)
+        timing["sample_s"] = time.perf_counter() - t0
+        return images
+
+    images = ctx.cached_images("samples_raw_eps", key, make)
+    info = ctx.cached("sample_time_raw_eps", key, lambda: {"sample_s": round(timing.get("sample_s", float("nan")), 2)})
+    return {"images": images, "sample_s": info["sample_s"]}
+
+
+def clip_ablation(ctx, run, *, steps: Sequence[int], n: int, reference: str, reference_count: int | None,
+                  batch_size: int, seed: int = 0, real_dataset: str | None = None) -> list[dict]:
+    """FID/KID (intervals) of η = 0 DDIM under the three clipping conventions at each S, same per-image seeds.
+
+    Within each S the three rows are ranked by a paired bootstrap (:func:`ddlib.lab.intervals.rank_rows`:
+    ``fid_vs_lowest``, ``fid_ranking``); with ``real_dataset`` every row carries the real-image floor at n.
+    """
+    ref_label = ctx.reference_label(reference, reference_count)
+    floor = {}
+    if real_dataset:
+        floor = floor_columns(real_floor(ctx, real_dataset, n, seed=seed, reference=reference,
+                                         reference_count=reference_count), real_dataset)
+    rows = []
+    for S in steps:
+        group = []
+        for conv in CLIP_CONVENTIONS:
+            smp = convention_samples(ctx, run, conv, n=n, num_steps=int(S), seed=seed, batch_size=batch_size)
+            res = score_interval(ctx, smp["images"], reference, reference_count)
+            group.append(ctx.row(wall_s=smp["sample_s"], n_samples=res["n_samples"], reference=ref_label,
+                                 dataset=run.config.dataset, steps=int(S), eta=0.0, convention=CLIP_CONVENTION_LABELS[conv],
+                                 **interval_columns(res), sample_s=smp["sample_s"], **floor))
+        rows += rank_rows(ctx, group, [f"{r['convention']} at S={S}" for r in group], reference, reference_count)
+    return rows
+
+
+def compare_rows(ctx, a: dict, b: dict, labels: tuple[str, str], reference: str, reference_count: int | None,
+                 *, metric: str = "fid"):
+    """The paired comparison of two scored rows (:func:`ddlib.metrics.uncertainty.compare` over their cached
+    features; same n → paired): its ``.sentence`` says "A is better than B by Δ [lo, hi]" or "not resolved"."""
+    from ddlib.lab.intervals import _cached_compare
+
+    return _cached_compare(ctx, a["features"], b["features"], labels, reference, reference_count, metric, 0)
+
+
+def clip_ablation_sentences(ctx, rows: Sequence[dict], reference: str, reference_count: int | None) -> list[str]:
+    """What the ablation measured, in sentences generated from its paired intervals: per S, the conventions'
+    ranking; per convention, the smallest S against the largest (does FID rise with S?)."""
+    out = []
+    steps = sorted({r["steps"] for r in rows})
+    for S in steps:
+        lead = [r for r in rows if r["steps"] == S and r.get("fid_vs_lowest") == "lowest"]
+        if lead:
+            out.append(f"At S = {S}: {lead[0]['fid_ranking']}")
+    if len(steps) > 1:
+        for conv in CLIP_CONVENTION_LABELS.values():
+            lo, hi = ([r for r in rows if r["steps"] == S and r["convention"] == conv][0] for S in (steps[0], steps[-1]))
+            c = compare_rows(ctx, hi, lo, (f"{conv} at S={steps[-1]}", f"S={steps[0]}"), reference, reference_count)
+            out.append(c.sentence)
+    return out
+
+
+# ---- 02: quality against wall time ------------------------------------------------------------------
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (cost, loss) pairs, whether each is on the lower-left Pareto front: no other point is at most as costly
+    and at most as lossy with one of the two strictly smaller."""
+    return [not any(c2 <= c and l2 <= l and (c2 < c or l2 < l) for c2, l2 in points) for c, l in points]
+
+
+def _vs_cell(d, resolved: bool) -> str:
+    """A table cell for a paired Δ = FID(A) − FID(B) read as B against A: "higher by 12.3 [4.1, 20.5]",
+    "lower by …" (both resolved), or "not resolved: +1.2 [−3.4, +5.6]" (B − A with its interval)."""
+    est, lo, hi = -d.estimate, -d.hi, -d.lo  # B − A
+    if not resolved:
+        return f"not resolved: {est:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+    return f"higher by {est:.4g} [{lo:.4g}, {hi:.4g}]" if est > 0 else f"lower by {-est:.4g} [{-hi:.4g}, {-lo:.4g}]"
+
+
+def quality_vs_time(ctx, run, sweep_rows: Sequence[dict], *, n: int, reference: str, reference_count: int | None,
+                    batch_size: int, seed: int = 0, clip: bool = False) -> list[dict]:
+    """FID (interval) against measured seconds per sample for every DDIM (S, η) of the sweep and DDPM-T on the same
+    per-image seeds and n. Rows gain ``setting``, ``s_per_image``, ``pareto`` and ``fid_vs_ddpm`` (the paired
+    difference from DDPM-T: "DDIM costs Δ [lo, hi]" is read from it), and ``fid_vs_ddpm_sentence``.
+    Seconds per sample are those measured when each sample set was made (on this run's hardware, batch ``batch_size``).
+    """
+    T = run.config.num_train_timesteps
+    ref_label = ctx.reference_label(reference, reference_count)
+    res = scored(ctx, run, n=n, sampler="ddpm", reference=reference, reference_count=reference_count,
+                 batch_size=batch_size, seed=seed, clip=clip)
+    ddpm = ctx.row(wall_s=res["wall_s"], n_samples=res["n_samples"], reference=ref_label, dataset=run.config.dataset,
+                   setting=f"DDPM-{T}", sampler=_sampler_label("DDPM ancestral", clip), steps=T, eta=None,
+                   **interval_columns(res), sample_s=res["sample_s"], s_per_image=round(res["sample_s"] / n, 4))
+    rows = []
+    for r in sweep_rows:
+        if r.get("fid") is None:
+            continue
+        row = {k: v for k, v in r.items() if k not in ("fid_vs_lowest", "fid_ranking", "fid_lead_resolved")}
+        row.update(setting=f"DDIM S={r['steps']}, η={r['eta']:g}", s_per_image=round(r["sample_s"] / r["n_samples"], 4))
+        c = compare_rows(ctx, ddpm, row, (f"DDPM-{T}", row["setting"]), reference, reference_count)
+        row["fid_vs_ddpm"] = _vs_cell(c.delta, c.resolved)
+        row["fid_vs_ddpm_sentence"] = c.sentence
+        rows.append(row)
+    ddpm.update(fid_vs_ddpm="—", fid_vs_ddpm_sentence="")
+    rows.append(ddpm)
+    for row, on in zip(rows, pareto_front([(r["s_per_image"], r["fid"]) for r in rows])):
+        row["pareto"] = on
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------

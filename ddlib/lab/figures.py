@@ -230,10 +230,14 @@ def plot_loss_curves(logs: dict[str, list[dict]], path: str | Path, title: str =
 
 def plot_lines(rows: Iterable[dict], x: str, y: str, path: str | Path, *, group: str | None = None,
                yerr: str | None = None, title: str = "", xlabel: str | None = None, ylabel: str | None = None,
-               logx: bool = False, logy: bool = False, group_label: str | None = None) -> Path:
+               logx: bool = False, logy: bool = False, group_label: str | None = None,
+               interval: tuple[str, str] | None = None, floor: str | None = None) -> Path:
     """``y`` against ``x`` from table rows, one line per value of ``group`` (e.g. FID vs steps per η).
 
     Lines are labelled ``"<group_label> = <value>"`` (``group_label`` defaults to the column name).
+    Error bars: ``yerr`` (a symmetric ± column) or ``interval`` = (lo column, hi column), an asymmetric interval
+    such as ``("fid_lo", "fid_hi")``. ``floor``: a column (e.g. ``"floor_fid"``) holding a real-image floor; where
+    the rows carry it, it is drawn as a dashed line, with a band from ``<floor>_lo`` to ``<floor>_hi`` if present.
     """
     plt = _plt()
     rows = [r for r in rows if is_number(r.get(y)) and is_number(r.get(x))]
@@ -245,10 +249,14 @@ def plot_lines(rows: Iterable[dict], x: str, y: str, path: str | Path, *, group:
         rs = sorted(rs, key=lambda r: float(r[x]))
         xs, ys = [float(r[x]) for r in rs], [float(r[y]) for r in rs]
         label = f"{group_label or group} = {format_cell(key)}" if group else None
-        if yerr and all(is_number(r.get(yerr)) for r in rs):
+        if interval and all(is_number(r.get(c)) for r in rs for c in interval):
+            err = [[y_ - float(r[interval[0]]) for y_, r in zip(ys, rs)], [float(r[interval[1]]) - y_ for y_, r in zip(ys, rs)]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+        elif yerr and all(is_number(r.get(yerr)) for r in rs):
             ax.errorbar(xs, ys, yerr=[float(r[yerr]) for r in rs], marker="o", capsize=3, label=label)
         else:
             ax.plot(xs, ys, marker="o", label=label)
+    _draw_floor(ax, rows, floor)
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
     if logx:
         from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
@@ -260,8 +268,47 @@ def plot_lines(rows: Iterable[dict], x: str, y: str, path: str | Path, *, group:
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
-    if group:
+    if group or ax.get_legend_handles_labels()[0]:
         ax.legend()
+    return save_figure(fig, path)
+
+
+def _draw_floor(ax, rows: Sequence[dict], floor: str | None) -> None:
+    """The real-image floor of ``rows`` (column ``floor``, band ``floor_lo``..``floor_hi``) as a dashed line."""
+    vals = [r for r in rows if floor and is_number(r.get(floor))]
+    if not vals:
+        return
+    r = vals[0]
+    n = f" at n = {r['floor_n']}" if r.get("floor_n") else ""
+    ax.axhline(float(r[floor]), color="k", ls="--", lw=1, label=f"real-image floor{n}")
+    if is_number(r.get(f"{floor}_lo")) and is_number(r.get(f"{floor}_hi")):
+        ax.axhspan(float(r[f"{floor}_lo"]), float(r[f"{floor}_hi"]), color="k", alpha=0.1, lw=0)
+
+
+def plot_pareto(rows: Sequence[dict], x: str, y: str, path: str | Path, *, label: str, interval: tuple[str, str],
+                front: str = "pareto", title: str = "", xlabel: str | None = None, ylabel: str | None = None,
+                floor: str | None = None, logx: bool = True) -> Path:
+    """Quality against cost: one point per row (``y`` with its ``interval`` against ``x``), named by ``label``;
+    rows whose ``front`` column is true are joined as the Pareto front (ringed in black)."""
+    plt = _plt()
+    rows = [r for r in rows if is_number(r.get(x)) and is_number(r.get(y))]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, r in enumerate(rows):
+        xv, yv = float(r[x]), float(r[y])
+        err = [[yv - float(r[interval[0]])], [float(r[interval[1]]) - yv]] if all(is_number(r.get(c)) for c in interval) else None
+        ax.errorbar([xv], [yv], yerr=err, marker="o", capsize=3, color=f"C{i % 10}", ls="none")
+        ax.annotate(str(r[label]), (xv, yv), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    on = sorted((r for r in rows if r.get(front)), key=lambda r: float(r[x]))
+    if on:
+        ax.plot([float(r[x]) for r in on], [float(r[y]) for r in on], "k-", lw=1, alpha=0.6, label="Pareto front")
+        ax.scatter([float(r[x]) for r in on], [float(r[y]) for r in on], s=110, facecolors="none", edgecolors="k")
+    _draw_floor(ax, rows, floor)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
