@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path

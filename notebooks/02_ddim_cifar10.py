@@ -33,7 +33,7 @@ unet_overrides = {}
 timesteps = 1000
 beta_start = 0.0001
 beta_end = 0.02
-train_steps = 800
+train_steps = 1000
 batch_size = 32
 lr = 0.0005
 warmup_steps = 100
@@ -42,19 +42,19 @@ train_seed = 0
 # sampling: clamp x̂_0 to [-1, 1] at every step (Ho et al.'s released sampler does); FID/KID reference and batch
 clip_denoised = True
 fid_reference = "cifar10:test"
-fid_reference_count = None
+fid_reference_count = 1000
 sample_batch = 64
-ddim_steps = [10, 20, 50, 100, 250, 1000]
-ddim_etas = [0.0, 0.5, 1.0]
-ddim_fid_samples = 32
-final_fid_samples = None   # the sweep's best setting scored again with this many samples (None: skip)
-final_real_dataset = None  # held-out real images scored like them: the FID floor at that count (None: skip)
+ddim_steps = [10, 25, 50, 100]
+ddim_etas = [0.0, 1.0]
+ddim_fid_samples = 64
+final_fid_samples = 64   # the sweep's best setting scored again with this many samples (None: skip)
+final_real_dataset = "cifar10:train"   # held-out real images scored like them: the FID floor at that count (None: skip)
 consistency_samples = 8
 ablation_steps = [25, 100]  # the deterministic-DDIM clipping ablation: S values (each in ddim_steps: the clipped cell reuses the sweep)
 ablation_samples = 64      # samples per (convention, S), same per-image seeds
 bench_batch = 8
 bench_ddim_steps = 250
-bench_repeats = 2
+bench_repeats = 1
 
 # %%
 from ddlib.lab import context, experiments, figures

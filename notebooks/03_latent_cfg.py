@@ -34,12 +34,12 @@ torch_threads = None       # None: PyTorch's default
 latent_dataset = "tiny-imagenet-100:train"
 latent_data_limit = 5000
 latent_reference = "tiny-imagenet-100:val"
-latent_reference_limit = 500
+latent_reference_limit = 256
 guidance_reference_count = 1000   # FID/KID reference: this many training images of the same classes (None: all)
 # the KL autoencoder (ddlib.vae)
 vae_preset = "test"
 vae_overrides = {}
-vae_steps = 2000
+vae_steps = 1200
 vae_batch_size = 16
 vae_lr = 0.0005
 # the class-conditional latent diffusion model
@@ -48,7 +48,7 @@ latent_unet_overrides = {}
 latent_timesteps = 1000
 beta_start = 0.0001
 beta_end = 0.02
-latent_train_steps = 6000
+latent_train_steps = 3000
 latent_batch_size = 64
 latent_lr = 0.0005
 p_uncond = 0.1
@@ -57,11 +57,11 @@ ema_decay = 0.995
 train_seed = 0
 # the classifier that scores class consistency, and the guidance sweep
 classifier_steps = 200
-guidance_scales = [0.0, 1.0, 1.5, 2.0, 3.0, 5.0]
-guidance_samples = 256
+guidance_scales = [0.0, 1.0, 3.0, 5.0]
+guidance_samples = 128
 guidance_ddim_steps = 50
 per_class_classes = 10
-per_class_samples = 8
+per_class_samples = 2
 per_class_scales = [0.0, 1.0, 3.0, 5.0]   # the per-class figure: the same x_T per (class, sample) at each s
 sample_batch = 64
 
