@@ -38,7 +38,7 @@ unet_overrides = {}
 timesteps = 1000
 beta_start = 0.0001
 beta_end = 0.02
-train_steps = 1000
+train_steps = 900
 batch_size = 32
 lr = 0.0005
 warmup_steps = 100
@@ -47,7 +47,7 @@ train_seed = 0
 # sampling: clamp x̂_0 to [-1, 1] at every step (Ho et al.'s released sampler does); FID/KID reference and batch
 clip_denoised = True
 fid_reference = "cifar10:test"
-fid_reference_count = 1000
+fid_reference_count = 600
 sample_batch = 64
 real_fid_dataset = "cifar10:train"   # real images scored like the samples: the FID floor at this sample count
 forward_timesteps = [0, 50, 100, 200, 300, 500, 700, 999]

@@ -34,12 +34,12 @@ torch_threads = None       # None: PyTorch's default
 latent_dataset = "tiny-imagenet-100:train"
 latent_data_limit = 5000
 latent_reference = "tiny-imagenet-100:val"
-latent_reference_limit = 256
-guidance_reference_count = 1000   # FID/KID reference: this many training images of the same classes (None: all)
+latent_reference_limit = 128
+guidance_reference_count = 500   # FID/KID reference: this many training images of the same classes (None: all)
 # the KL autoencoder (ddlib.vae)
 vae_preset = "test"
 vae_overrides = {}
-vae_steps = 1200
+vae_steps = 800
 vae_batch_size = 16
 vae_lr = 0.0005
 # the class-conditional latent diffusion model
@@ -48,7 +48,7 @@ latent_unet_overrides = {}
 latent_timesteps = 1000
 beta_start = 0.0001
 beta_end = 0.02
-latent_train_steps = 3000
+latent_train_steps = 2500
 latent_batch_size = 64
 latent_lr = 0.0005
 p_uncond = 0.1

@@ -33,7 +33,7 @@ unet_overrides = {}
 timesteps = 1000
 beta_start = 0.0001
 beta_end = 0.02
-train_steps = 1000
+train_steps = 900
 batch_size = 32
 lr = 0.0005
 warmup_steps = 100
@@ -42,7 +42,7 @@ train_seed = 0
 # sampling: clamp x̂_0 to [-1, 1] at every step (Ho et al.'s released sampler does); FID/KID reference and batch
 clip_denoised = True
 fid_reference = "cifar10:test"
-fid_reference_count = 1000
+fid_reference_count = 600
 sample_batch = 64
 schedules = ['linear', 'cosine']
 schedule_train_steps = None      # None: the same steps as notebook 01 (its linear run is reused)
@@ -52,7 +52,7 @@ schedule_grid_samples = 8
 schedule_ddpm_samples = 64       # DDPM-T samples per schedule (equal to ddpm_fid_samples: the linear model reuses notebook 01's set)
 real_fid_dataset = "cifar10:train"   # real images scored like the samples: the FID floor at each n (as in 01)
 loss_t_points = 20               # per-t loss: t evenly spaced over 0 … T−1, both ends included
-loss_t_images = 256              # per-t loss: held-out images (of fid_reference), the same ε per image for every model
+loss_t_images = 128   # per-t loss: held-out images (of fid_reference), the same ε per image for every model
 
 # %%
 from ddlib.lab import context, experiments, figures

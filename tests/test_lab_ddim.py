@@ -239,3 +239,4 @@ def test_ablation_sentences_come_from_the_rankings_and_paired_comparisons(monkey
     assert out[:2] == ["At S = 25: lead sentence at 25", "At S = 100: lead sentence at 100"]
     assert [(a, b, c) for a, b, c, _ in seen] == [(100, 25, c) for c in experiments.CLIP_CONVENTION_LABELS.values()]
     assert len(out) == 5 and all(s.endswith("generated") for s in out[2:])
+    assert all(lab == (f"{c} at S=100", f"{c} at S=25") for _, _, c, lab in seen)  # both sides name the convention

@@ -386,7 +386,7 @@ def clip_ablation_sentences(ctx, rows: Sequence[dict], reference: str, reference
     if len(steps) > 1:
         for conv in CLIP_CONVENTION_LABELS.values():
             lo, hi = ([r for r in rows if r["steps"] == S and r["convention"] == conv][0] for S in (steps[0], steps[-1]))
-            c = compare_rows(ctx, hi, lo, (f"{conv} at S={steps[-1]}", f"S={steps[0]}"), reference, reference_count)
+            c = compare_rows(ctx, hi, lo, (f"{conv} at S={steps[-1]}", f"{conv} at S={steps[0]}"), reference, reference_count)
             out.append(c.sentence)
     return out
 
