@@ -513,3 +513,20 @@ def test_table_six_never_puts_fids_of_different_n_in_one_column():
     assert [r["FID, n = 64"] for r in rows] == [None, None, "250 [240, 262.5]", None, "170 [160, 181]"]
     assert [r["FID, n = 32"] for r in rows] == [None, "300 [280, 320]", None, None, None]
     assert [r["FID, n not stated"] for r in rows] == ["47.9", None, None, None, None]
+
+
+def test_table_six_takes_the_latent_unet_row_for_guidance_and_the_ddpm_schedule_rows(tmp_path):
+    from ddlib.lab import assemble
+
+    ctx = context.start("t", "05_summary", reports_dir=tmp_path, device="cpu")
+    prov = dict(wall_s=1.0, n_samples=None, reference=None)
+    ctx.table("train_latent", [ctx.row(**prov, run="VAE", steps=800, batch_size=16),
+                               ctx.row(**prov, run="latent UNet", steps=2500, batch_size=64)], "training")
+    ctx.table("guidance_sweep", [ctx.row(wall_s=1.0, n_samples=128, reference="r", scale=3.0, fid=240.0)], "sweep")
+    ctx.table("schedules_ddpm", [ctx.row(wall_s=1.0, n_samples=64, reference="r", schedule="cosine",
+                                         sampler="DDPM-1000", fid=265.0)], "ddpm")
+    assemble.summary_table(ctx)
+    rows = {r["experiment"]: r for r in read_table(tmp_path / "t" / "tables" / "summary.csv")}
+    guided = rows["latent DDIM + CFG (03)"]
+    assert (guided["train_steps"], guided["batch_size"]) == (2500, 64)  # the latent UNet's, not the VAE's
+    assert str(rows["cosine schedule under DDPM (04)"]["FID, n = 64"]) == "265"

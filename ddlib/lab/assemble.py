@@ -109,7 +109,7 @@ def _measured(method, steps, eta, row, source) -> dict:
     if isinstance(is_cell, str) and is_cell.startswith("n/a"):
         is_cell = "n/a (offline)"
     return {"method": method, "dataset": row.get("dataset"), "steps": steps, "eta": eta, "fid": row.get("fid"),
-            "is": is_cell, "n_samples": row.get("n_samples"), "reference": row.get("reference"),
+            "fid_lo": row.get("fid_lo"), "fid_hi": row.get("fid_hi"), "is": is_cell, "n_samples": row.get("n_samples"), "reference": row.get("reference"),
             "source": source, "profile": row.get("profile"), "hardware": row.get("hardware"), "wall_s": row.get("wall_s")}
 
 
@@ -198,7 +198,7 @@ def summary_table(ctx) -> object:
              "n_samples": None, "reference": "not stated"} for r in SEED_TABLE_VI]
     train = (_table(out, "train_ddpm") or [{}])[0]
     trained = {"train_steps": train.get("steps"), "batch_size": train.get("batch_size")}
-    latent = (_table(out, "train_latent") or [{}])[0]
+    latent = next((r for r in _table(out, "train_latent") if r.get("run") == "latent UNet"), {})  # not the VAE's row
     latent_trained = {"train_steps": latent.get("steps"), "batch_size": latent.get("batch_size")}
     for r in _table(out, "ddpm")[:1]:
         rows.append({"experiment": "DDPM, CIFAR-10 (01)", "setting": r.get("sampler"), **scores(r), "verdict": None,
@@ -225,7 +225,9 @@ def summary_table(ctx) -> object:
                      **scores({}), "verdict": None, **{k: r.get(k) for k in prov}})
     for name, what, setting in (("guidance_sweep", lambda r: "latent DDIM + CFG (03)", lambda r: f"scale s={r.get('scale')}"),
                                 ("schedules", lambda r: f"{r.get('schedule')} schedule (04)",
-                                 lambda r: f"{r.get('train_steps')} steps, {r.get('sampler')}")):
+                                 lambda r: f"{r.get('train_steps')} steps, {r.get('sampler')}"),
+                                ("schedules_ddpm", lambda r: f"{r.get('schedule')} schedule under DDPM (04)",
+                                 lambda r: r.get("sampler"))):
         for r in _table(out, name):
             rows.append({"experiment": what(r), "setting": setting(r), **scores(r),
                          "verdict": _verdict(r) if r.get("fid_vs_lowest") == "lowest" else r.get("fid_vs_lowest"),
