@@ -118,6 +118,19 @@ def forward_process_images(schedule, image: torch.Tensor, timesteps: Sequence[in
     return to_uint8(x_t)
 
 
+def _bare(ax) -> None:
+    """An image panel: no ticks, no frame."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def _show(ax, img: torch.Tensor) -> None:
+    """One uint8 (C, H, W) image in a panel, pixels unsmoothed (grey colour map for one channel)."""
+    ax.imshow(_hwc(img), cmap="gray" if img.shape[0] == 1 else None, interpolation="nearest")
+
+
 def save_image_rows(rows: Sequence[torch.Tensor], path: str | Path, col_labels: Sequence[str] | None = None,
                     row_labels: Sequence[str] | None = None, title: str | None = None, panel: float = 1.1) -> Path:
     """A labelled table of images: ``rows`` is a list of uint8 (K, C, H, W) tensors, one per row."""
@@ -128,12 +141,9 @@ def save_image_rows(rows: Sequence[torch.Tensor], path: str | Path, col_labels: 
     for i, row in enumerate(rows):
         for j in range(ncols):
             ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            _bare(ax)
             if j < len(row):
-                ax.imshow(_hwc(row[j]), cmap="gray" if row[j].shape[0] == 1 else None, interpolation="nearest")
+                _show(ax, row[j])
             if i == 0 and col_labels is not None and j < len(col_labels):
                 ax.set_title(col_labels[j], fontsize=8)
             if j == 0 and row_labels is not None:
@@ -386,17 +396,14 @@ def save_scale_grid(grids: dict, path: str | Path, row_labels: Sequence[str] | N
     for i in range(nrows):
         for j in range(ncols):
             ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            _bare(ax)
             g, k = divmod(j, per + 1)
             if k == per:
                 ax.axis("off")
                 continue
             row = grids[scales[g]][i]
             if k < len(row):
-                ax.imshow(_hwc(row[k]), cmap="gray" if row[k].shape[0] == 1 else None, interpolation="nearest")
+                _show(ax, row[k])
             if i == 0 and k == 0:
                 ax.set_title(f"s = {scales[g]:g}", fontsize=9, loc="left")
             if j == 0 and row_labels is not None:
