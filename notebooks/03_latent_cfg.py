@@ -198,7 +198,7 @@ rows = experiments.guidance_table(ctx, ldm_run, vae_run, classifier, classifier_
 ctx.table("guidance_sweep", rows, "Latent DDIM + classifier-free guidance: the guidance sweep",
           columns=["scale", "steps", "fid", "kid", "kid_std", "class_consistency", "class_consistency_lo",
                    "class_consistency_hi", "consistency_vs_lowest_scale", "classifier_val_acc", "sample_s"],
-          notes=["class_consistency_lo/hi: Wilson 95 % interval over the n samples (each sample its own x_T); "
+          notes=["class consistency [lo, hi]: Wilson 95 % interval over the n samples (each sample its own x_T); "
                  "consistency_vs_lowest_scale: the paired difference from the lowest s over the same sample indices "
                  "(95 % bootstrap), resolved when it excludes 0.",
                  f"classifier_val_acc: accuracy on {classifier_info['val_n']} real validation images, Wilson 95 % "

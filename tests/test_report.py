@@ -29,7 +29,7 @@ from ddlib.lab.cache import cached_result, cached_train, run_key
 from ddlib.data import synthetic_dataset
 from ddlib.errors import DDLibError
 from ddlib.lab.figures import smooth
-from ddlib.lab.tables import markdown_table, read_table, write_table
+from ddlib.lab.tables import column_widths, format_cell, markdown_table, read_table, relayout, write_table
 from ddlib.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +185,44 @@ def test_tables_carry_provenance_and_round_trip(tmp_path):
         write_table([], tmp_path / "empty", "Empty")
 
 
+def test_a_score_and_its_interval_share_a_cell():
+    rows = [{"model": "a", "fid": 286.91, "fid_lo": 275.2, "fid_hi": 297.5, "n": 64},
+            {"model": "b", "fid": 3.17, "fid_lo": None, "fid_hi": None, "n": None}]
+    md = markdown_table(rows).splitlines()
+    assert md[0] == "| model | fid [lo, hi] | n |"
+    assert md[2:] == ["| a | 286.9 [275.2, 297.5] | 64 |", "| b | 3.17 | — |"]
+    # headers that name n keep it after the interval; a lone "x lo" column is left as it is
+    md = markdown_table([{"fid (n = 64)": 1.0, "fid lo": 0.5, "fid hi": 2.0, "kid lo": 0.1}]).splitlines()
+    assert md[0] == "| fid [lo, hi] (n = 64) | kid lo |" and md[2] == "| 1 [0.5, 2] | 0.1 |"
+
+
+def test_pdf_column_widths_give_every_column_its_longest_word():
+    """pandoc shares a wide table's line out in proportion to the dashes, and LaTeX breaks cells only at spaces
+    (and after a hyphen in a word), so a column narrower than its longest word prints into its neighbour."""
+    narrow = column_widths(["s", "fid"], [["10", "12.5"]])
+    assert narrow == [3, 4]  # fits on one line: every column as wide as its text (at least 3 dashes)
+    headers = ["method", "dataset", "fid [lo, hi]", "source", "checked", "n"]
+    body = [["DDPM (this package, the seed's ancestral sampler)", "tiny-imagenet-100:train", "286.9 [275.2, 297.5]",
+             "Ho et al. (2020), Table 1 and the appendix", "agrees: Ho et al. 2020, Tab. 1, as printed", "50000"]] * 3
+    w = column_widths(headers, body)
+    line = int((525 - 12 * len(headers)) / 4.7)  # the template's 7.3 in at a digit's 4.7 pt, less the column gaps
+    assert sum(w) <= line < sum(min(len(c), 30) for c in body[0])  # too wide for one line: shared out
+    longest = [9, 9, 7, 8, 7, 5]  # "ancestral", "imagenet-", "[275.2,", "appendix", "agrees:", "50000"
+    assert all(wi >= lw for wi, lw in zip(w, longest)), w
+    assert w[0] > w[5] and w[3] > w[5]  # the spare goes to the columns with text to wrap
+
+
+def test_relayout_prints_an_older_table_like_a_new_one():
+    rows = [{"setting": "DDIM S=10", "fid": 327.4, "fid_lo": 313.2, "fid_hi": 340.6, "kid": 0.2, "kid_lo": 0.19,
+             "kid_hi": 0.21}]
+    old = ("### T\n\n| setting | fid | fid lo | fid hi | kid | kid lo | kid hi |\n"
+           "| ------------------------------ | ----- | ------ | ------ | --- | --- | --- |\n"
+           "| DDIM S=10 | 327.4 | 313.2 | 340.6 | 0.2 | 0.19 | 0.21 |\n\n*a note*\n")
+    new = relayout(old)
+    assert new == "### T\n\n" + markdown_table(rows) + "\n\n*a note*\n"
+    assert relayout(new) == new
+
+
 # --------------------------------------------------------------------------------------------------
 # a failing notebook stops the run
 
@@ -331,7 +369,7 @@ def test_smoke_report_end_to_end(tmp_path):
     assert (out / "STATUS").read_text().startswith("incomplete")  # 05 must run again to make a report
     proc = subprocess.run([sys.executable, "-m", "ddlib", "report", "--profile", "smoke", "--reports-dir",
                            str(out_root), "--only", "05"], capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert proc.returncode == 0 and (out / "STATUS").read_text().startswith("complete")
+    assert proc.returncode == 0 and (out / "STATUS").read_text().startswith("complete: profile smoke; this run: 05_summary")
 
     if export.pdf_requirements() or shutil.which("pdftotext") is None:
         pytest.skip("PDF check skipped: xelatex, pandoc or pdftotext missing (make pdf-deps installs them)")
@@ -349,6 +387,11 @@ def test_smoke_report_end_to_end(tmp_path):
                                                       text=True, check=True).stdout.split("\f")]
     start = next(i for i, pg in enumerate(pages) if "Table I. The seed report" in pg)
     assert "LDM" in pages[start] and "Provenance: [a] seed report" in pages[start], "Table I runs over a page"
+    measured = [format_cell(r[k]) for r in read_table(out / "tables" / "literature.csv") if r.get("fid_lo") is not None
+                for k in ("fid", "fid_lo", "fid_hi")]
+    assert measured
+    for v in measured:  # each number stands apart: a column narrower than a number prints it into its neighbour
+        assert re.search(rf"(?<![\d.]){re.escape(v)}(?![\d.])", pages[start]), f"{v} runs into a neighbour in Table I"
 
 
 def test_smoothing_is_centred_so_curves_do_not_lag():

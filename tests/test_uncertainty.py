@@ -228,7 +228,9 @@ def test_lab_ranks_rows_and_tables_show_intervals_n_and_ranking(tmp_path):
     assert by[other]["fid_vs_lowest"].startswith("not resolved") and by["bad"]["fid_vs_lowest"].startswith("worse by +")
     ctx.table("demo", rows, "Demo", columns=["setting", "fid", "kid", "kid_std"])
     md = (ctx.tables_dir / "demo.md").read_text()
-    assert "| setting | fid (n = 100) | fid lo | fid hi | fid vs lowest | kid (n = 100) | kid lo | kid hi | n | wall s | prov. |" in md
+    assert "| setting | fid [lo, hi] (n = 100) | fid vs lowest | kid [lo, hi] (n = 100) | n | wall s | prov. |" in md
+    r = by[lead]
+    assert f"| {lead} | {r['fid']:.4g} [{r['fid_lo']:.4g}, {r['fid_hi']:.4g}] | lowest |" in md  # interval beside its value
     assert "Ranking (paired bootstrap of the FID difference over the same image indices, i.e. the same " \
            f"per-image seeds): Lowest FID at n = 100: {lead}, " \
            f"but not resolved against {other}" in md

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ddlib.lab.literature import LDM_NOT_TRACED, REFERENCES, SEED_TABLE_I, SEED_TABLE_VI, literature_rows
-from ddlib.lab.tables import format_cell, markdown_table, read_table
+from ddlib.lab.tables import format_cell, markdown_table, read_table, relayout
 
 
 def _read_json(path: Path) -> dict:
@@ -278,11 +278,12 @@ def errata():
 
 
 def show_table(out: Path, name: str, missing: str = "not run in this profile"):
-    """The Markdown of ``tables/<name>.md`` for display, or a note when the table is absent."""
+    """The Markdown of ``tables/<name>.md`` for display (laid out as today's tables are), or a note when the
+    table is absent."""
     from ddlib.lab.context import markdown
 
     path = Path(out) / "tables" / f"{name}.md"
-    return markdown(path.read_text() if path.is_file() else f"*Table `{name}`: {missing}.*")
+    return markdown(relayout(path.read_text()) if path.is_file() else f"*Table `{name}`: {missing}.*")
 
 
 def figures(out: Path) -> list[tuple[Path, str, str]]:

@@ -204,7 +204,7 @@ def table_view(columns: Sequence[str], rows: Sequence[dict]) -> tuple[list[str],
                 headers[c] = f"{c} (n = {n})"
     notes = []
     if has("fid_lo"):
-        notes.append("fid_lo/fid_hi, kid_lo/kid_hi: 95 % bootstrap intervals over the scored images (generated or real), "
+        notes.append("[lo, hi] after FID and KID (CSV: fid_lo, fid_hi, kid_lo, kid_hi): 95 % bootstrap intervals over the scored images (generated or real), "
                      "the reference fixed (the reference's own sampling is not covered); FID's interval is for its mean at this n, "
                      "which is biased upwards: read it against the real-image floor at the same n (docs/statistics.md).")
     lead = [r["fid_ranking"] for r in rows if r.get("fid_vs_lowest") == "lowest" and r.get("fid_ranking")]

@@ -271,9 +271,14 @@ def run_report(profile: str, *, reports_dir: str | Path | None = None, notebooks
     total = time.perf_counter() - t_all
     # a partial run (--only) completes the report only when every notebook's outputs are there
     done = all((out_dir / "notebooks" / f"{nb.stem}.ipynb").is_file() and not check_outputs(out_dir, nb.stem) for nb in all_nbs)
-    if full or (done and (out_dir / "report.html").is_file()):
-        _write_status(out_dir, f"complete: profile {profile_name}, {len(selected)} of {len(all_nbs)} notebooks run in "
-                               f"{total:.0f} s, finished {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    finished = time.strftime('%Y-%m-%d %H:%M:%S')
+    if full:
+        _write_status(out_dir, f"complete: profile {profile_name}, {len(all_nbs)} of {len(all_nbs)} notebooks run in "
+                               f"{total:.0f} s, finished {finished}")
+    elif done and (out_dir / "report.html").is_file():
+        _write_status(out_dir, f"complete: profile {profile_name}; this run: {', '.join(nb.stem for nb in selected)} in "
+                               f"{total:.0f} s, finished {finished}; the other notebooks' outputs are from earlier runs "
+                               f"(timings.json: when, and at which commit)")
     else:
         _write_status(out_dir, f"incomplete: ran {', '.join(nb.stem for nb in selected)}; run the whole profile "
                                f"(or {REPORT_NOTEBOOK}) for a report")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -40,12 +41,88 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None, d
         return format_cell(v, digits).replace("|", "\\|").replace("\n", " ")
 
     body = [[cell(r.get(c)) for c in columns] for r in rows]
-    # pandoc sizes the columns of a wide table by the dashes under each header: make them follow the content
-    widths = [min(max([len(c)] + [len(row[i]) for row in body]), 30) for i, c in enumerate(columns)]
     headers = [c.replace("_", " ") for c in columns]  # spaces let LaTeX wrap long headers; the CSV keeps the names
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" " + "-" * max(3, w) + " " for w in widths) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
+    return "\n".join(_layout(headers, body))
+
+
+def _layout(headers: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    headers, body = _merge_intervals(headers, body)
+    return ["| " + " | ".join(headers) + " |", _separator(headers, body)] + ["| " + " | ".join(r) + " |" for r in body]
+
+
+def _merge_intervals(headers: Sequence[str], body: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    """A score and its interval in one cell, ``v [lo, hi]``: the columns ``m``, ``m lo``, ``m hi`` (``m`` may end in
+    `` (n = …)``) become one headed ``m [lo, hi]`` — three fewer numbers side by side on a page, and an interval
+    read where its value is. The CSV keeps the three columns."""
+    keep, merged = [], []
+    for i, h in enumerate(headers):
+        m = re.fullmatch(r"(.*?)( \(n = [^)]*\))?", h)
+        if headers[i + 1:i + 3] == [f"{m[1]} lo", f"{m[1]} hi"]:
+            merged.append(i)
+            keep.append((i, f"{m[1]} [lo, hi]{m[2] or ''}"))
+        elif not any(j in merged for j in (i - 1, i - 2)):
+            keep.append((i, h))
+
+    def cell(row, i):
+        if i in merged and (row[i + 1], row[i + 2]) != ("—", "—"):
+            return f"{row[i]} [{row[i + 1]}, {row[i + 2]}]"
+        return row[i]
+
+    return [h for _, h in keep], [[cell(row, i) for i, _ in keep] for row in body]
+
+
+# Characters of a digit's width in one line of a PDF table (footnotesize DejaVu Serif at 0.92 on the template's
+# 7.3 in text width: 525 pt, a digit 4.7 pt), less 12 pt of space per column.
+def _pdf_line_chars(n_columns: int) -> int:
+    return int((525 - 12 * n_columns) / 4.7)
+
+
+def column_widths(headers: Sequence[str], body: Sequence[Sequence[str]]) -> list[int]:
+    """Dashes under each header of a pipe table. pandoc gives a wide table's columns shares of the line in
+    proportion to them, and LaTeX wraps a cell only at spaces, so every column first gets its longest word (a
+    number never breaks); what is left of the line goes to the columns whose text is longer than that, in
+    proportion to the extra they need to sit on one line (at most 30 characters)."""
+    cells = [[h, *(row[i] for row in body)] for i, h in enumerate(headers)]
+    longest_word = [max(3, *(len(w) for c in col for w in _words(c))) for col in cells]
+    one_line = [max(lw, min(max(len(c) for c in col), 30)) for lw, col in zip(longest_word, cells)]
+    line = _pdf_line_chars(len(headers))
+    if sum(one_line) <= line:
+        return one_line
+    spare, extra = line - sum(longest_word), [o - lw for o, lw in zip(one_line, longest_word)]
+    if spare <= 0:
+        return longest_word
+    return [lw + int(spare * e / sum(extra)) for lw, e in zip(longest_word, extra)]
+
+
+def _words(cell: str) -> list[str]:
+    """The pieces LaTeX may break a cell into: at spaces, and after a hyphen that follows letters."""
+    return [w for word in cell.split() for w in re.split(r"(?<=[^\W\d_]{2}-)", word)]
+
+
+def _separator(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    return "|" + "|".join(" " + "-" * w + " " for w in column_widths(headers, body)) + "|"
+
+
+def _split_row(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def relayout(md: str) -> str:
+    """``md`` with every pipe table laid out again as :func:`markdown_table` lays it out today (intervals merged,
+    column widths for the PDF), so a table written by an earlier version prints like a new one."""
+    lines, out, i = md.split("\n"), [], 0
+    while i < len(lines):
+        if (lines[i].startswith("|") and i + 1 < len(lines)
+                and re.fullmatch(r"\|( *:?-+:? *\|)+", lines[i + 1].strip())):
+            end = i + 2
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            out += _layout(_split_row(lines[i]), [_split_row(r) for r in lines[i + 2:end]])
+            i = end
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
 
 
 def _columns(rows: Sequence[dict]) -> list[str]:
