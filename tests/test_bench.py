@@ -24,6 +24,7 @@ def _flops_by_op(model, x, t) -> dict:
     return {str(op).split(".")[-1]: n for op, n in c.get_flop_counts()["Global"].items()}
 
 
+@pytest.mark.slow  # two 35 M-parameter networks: 6 s
 def test_diffusers_reference_is_the_same_network():
     ours, theirs = unet_from_preset("ho-cifar10").eval(), DiffusersUNet().eval()
     assert count_parameters(ours) == count_parameters(theirs.net) == 35_746_307
@@ -44,9 +45,10 @@ def test_run_bench_small_on_cpu():
     for r in results:
         assert r["train_img_per_s"] > 0 and r["sample_img_per_s"] > 0
         # MFU is what its definition says: 3 forward-FLOPs per image (forward + backward) times images/s over the
-        # measured matmul rate; a bound like "< 500 %" would pass a wrong factor of 3 or 1000
+        # measured matmul rate; a bound like "< 500 %" would pass a wrong factor of 3 or 1000, and "< 100 %" is a
+        # statement about two timings (on a 2-core AMD EPYC the measured matmul rate sat below the training's: 100.1 %)
         expected = 3 * r["fwd_gflops_per_img"] * 1e9 * r["train_img_per_s"] / (r["matmul_tflops"] * 1e12)
-        assert r["train_mfu"] == pytest.approx(expected, rel=1e-9) and r["train_mfu"] < 1
+        assert r["train_mfu"] == pytest.approx(expected, rel=1e-9)
     assert results[0]["train_img_per_s_vs_diffusers"] > 0
 
 

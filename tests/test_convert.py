@@ -306,6 +306,7 @@ def test_write_run_without_scheduler_uses_ddpm_linear(tmp_path):
     assert UNetConfig(**{**asdict(PRESETS[trained.config.preset]), **trained.config.unet}) == net.config
 
 
+@pytest.mark.slow  # a real process: 6 s
 def test_from_pretrained_offline_fails_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ddlib", "convert", "--from-pretrained", "google/ddpm-cifar10-32",
                           "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=REPO, env=_env(tmp_path))

@@ -51,6 +51,7 @@ def test_conditional_generation_with_guidance():
     assert ddpm.shape == (2, 3, 32, 32)
 
 
+@pytest.mark.slow  # a real `python -m ddlib sample` process: 9 s
 def test_sample_command_writes_grid_and_npz(tmp_path):
     cfg = TrainConfig(dataset="synthetic:train", preset="test", class_conditional=True, steps=4, batch_size=8,
                       log_every=2, checkpoint_every=4, num_train_timesteps=50)

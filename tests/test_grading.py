@@ -309,6 +309,7 @@ def test_loops_crashes_prints_and_ddlib_calls_lose_only_their_exercises(graded):
     assert "could not be read" in (graded["out"] / "feedback" / "unreadable.md").read_text()
 
 
+@pytest.mark.slow  # a real grading run: 10 s
 def test_the_ddlib_calling_submission_would_pass_without_the_switch():
     """The calls_ddlib solutions are right: only switching ddlib's functions off makes them fail."""
     from ddlib.grading.sandbox import run_exercise

@@ -239,6 +239,7 @@ def _save(state) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow  # two Inception networks on the CPU: 12 s
 def test_offline_features_equal_torchmetrics_extractor(weights):
     """Our extractor = torchmetrics' own FrechetInceptionDistance extractor loaded with the converted
     weights (TF1 resize, antialias off), batched; and torchmetrics' running statistics equal ours."""

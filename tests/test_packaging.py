@@ -5,6 +5,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,7 @@ def test_torch_pins_are_a_matching_release_pair():
     assert "torch==2.14.1" in deps and "torchvision==0.29.1" in deps
 
 
+@pytest.mark.slow  # one process per command: 8 s
 def test_cli_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "ddlib", "--help"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0
@@ -34,6 +36,7 @@ def test_cli_help_lists_the_commands():
     assert "--out" in sub.stdout and "resume" in sub.stdout
 
 
+@pytest.mark.slow  # one process per bad input: 8 s
 def test_cli_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ddlib", "sample", str(tmp_path), "--out", str(tmp_path / "s")],
                          capture_output=True, text=True, cwd=REPO)

@@ -236,6 +236,7 @@ def _notebook(path: Path, *cells: str) -> None:
     jupytext.write(nb, path, fmt="py:percent")
 
 
+@pytest.mark.slow  # a real papermill run: 12 s on 2 cores
 def test_failing_notebook_stops_the_report_with_its_name_and_error(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()

@@ -172,6 +172,10 @@ def test_both_training_configs_share_the_loop_fields_and_the_resumable_ones():
 @pytest.mark.slow
 def test_cifar10_cpu_run_lowers_the_loss(tmp_path):
     """The issue's CPU run: CIFAR-10 from ../shared/data, a small preset, a few hundred steps."""
+    from ddlib import data
+
+    if data._find_named("cifar10", "train", None) is None:
+        pytest.skip("no local copy of cifar10 (../shared/data or DDLIB_DATA_DIR)")
     cmd = [sys.executable, "-m", "ddlib", "train", "--data", "cifar10:train", "--data-limit", "4096", "--preset", "tiny",
            "--steps", "300", "--batch-size", "32", "--lr", "5e-4", "--warmup", "20", "--log-every", "25",
            "--checkpoint-every", "100", "--out", str(tmp_path), "--no-progress"]
