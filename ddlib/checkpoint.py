@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ddlib.errors import DDLibError, _reason, pid_alive, remove_stale_tmp
+from ddlib.errors import DDLibError, _reason, pid_alive, remove_stale_tmp, signals_held
 from ddlib.files import atomic_open
 
 FORMAT = "ddlib-checkpoint-v1"
@@ -40,10 +40,11 @@ def config_hash(config: dict) -> str:
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Write ``state`` (plus the format tag) to ``path`` atomically; returns the path."""
+    """Write ``state`` (plus the format tag) to ``path`` atomically; returns the path. A SIGINT or SIGTERM
+    that arrives meanwhile is delivered once the checkpoint is whole."""
     path = Path(path)
     try:
-        with atomic_open(path, "wb", fsync=True) as f:
+        with signals_held(), atomic_open(path, "wb", fsync=True) as f:
             torch.save({"format": FORMAT, **state}, f)
     except OSError as err:  # unwritable folder, disk full, folder made read-only mid-run
         raise DDLibError(f"cannot write checkpoint {path} ({err.strerror or err}); free space or make {path.parent} "

@@ -34,6 +34,31 @@ def raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+@contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first to the handler that was in place.
+
+    For writes a signal must not interrupt from the inside: raised within ``torch.save``, an interrupt leaves
+    the zip writer in an error state whose RuntimeError replaces it (seen as a traceback and exit status 1
+    instead of "interrupted"). Outside the main thread, where handlers cannot be set, the block runs as it is.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
                  above: float | None = None, integer: bool = False):
     """``value`` if it is a finite number within the bounds, else a :class:`DDLibError` naming ``name``.
